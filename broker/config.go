@@ -1,0 +1,421 @@
+package broker
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is everything a node reads at start. Precedence (DESIGN §9):
+// defaults < config file < environment (PUBSUB_ + yaml path in upper case,
+// plus Eventhub's historical names) < flags. Every field has a yaml tag; the
+// tag path is the key named in error messages and in docs/configuration.md.
+type Config struct {
+	Listen    string `yaml:"listen"`
+	DataDir   string `yaml:"data_dir"`
+	NodeName  string `yaml:"node_name"`
+	LogLevel  string `yaml:"log_level"`
+	LogFormat string `yaml:"log_format"`
+	NoAuth    bool   `yaml:"no_auth"`
+	Secret    string `yaml:"secret"`
+
+	Limits LimitsConfig `yaml:"limits"`
+}
+
+// LimitsConfig bounds what one client can make the node hold. Each limit is
+// there because an unbounded version broke a trusted broker
+// (reliability-cases.md groups A, B and H).
+type LimitsConfig struct {
+	// MaxConnections refuses CONNECT with return code 3 beyond this many
+	// clients (H5). 0 means no limit.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxPacketSize caps the MQTT remaining length and WebSocket messages;
+	// a larger packet closes the connection before its body is read (A3).
+	MaxPacketSize ByteSize `yaml:"max_packet_size"`
+	// ConnectTimeout closes sockets that have not completed CONNECT (H4).
+	ConnectTimeout Duration `yaml:"connect_timeout"`
+	// MaxKeepalive clamps the client's keepalive (B8); 0 keeps the client's.
+	MaxKeepalive Duration `yaml:"max_keepalive"`
+	// MaxInflight is the number of unacknowledged QoS 1/2 messages the node
+	// sends one client before it queues the rest (B10).
+	MaxInflight int `yaml:"max_inflight"`
+	// MaxQueued bounds the messages kept for one session while it cannot be
+	// sent to (offline, or inflight window full); beyond it the oldest is
+	// dropped and counted (H6).
+	MaxQueued int `yaml:"max_queued"`
+	// MaxPendingBytes is the outbound bytes a connection may have waiting
+	// for its socket; crossing it closes the client as a slow consumer (H1).
+	MaxPendingBytes ByteSize `yaml:"max_pending_bytes"`
+	// WriteTimeout is the longest one socket write may block; crossing it
+	// closes the client as a slow consumer (H1).
+	WriteTimeout Duration `yaml:"write_timeout"`
+	// MaxSubscriptions per client; more get SUBACK 0x80 (H7). 0 = no limit.
+	MaxSubscriptions int `yaml:"max_subscriptions"`
+	// MaxRetained topics on the node; new retained topics beyond it are
+	// refused (logged), overwrites still work (H8). 0 = no limit.
+	MaxRetained int `yaml:"max_retained"`
+}
+
+// DefaultConfig returns the configuration of `pubsub serve` with no flags.
+func DefaultConfig() Config {
+	return Config{
+		Listen:    ":8080",
+		DataDir:   "./pubsub-data",
+		LogLevel:  "info",
+		LogFormat: "auto",
+		Limits: LimitsConfig{
+			MaxPacketSize:    1 << 20,
+			ConnectTimeout:   Duration(10 * time.Second),
+			MaxInflight:      32,
+			MaxQueued:        1000,
+			MaxPendingBytes:  8 << 20,
+			WriteTimeout:     Duration(5 * time.Second),
+			MaxSubscriptions: 10000,
+			MaxRetained:      1_000_000,
+		},
+	}
+}
+
+// ConfigError names the key that made a configuration invalid.
+type ConfigError struct {
+	Key    string
+	Source string // "file:line", "env NAME", "flag", or ""
+	Err    error
+}
+
+func (e *ConfigError) Error() string {
+	if e.Source != "" {
+		return fmt.Sprintf("config %s (%s): %v", e.Key, e.Source, e.Err)
+	}
+	return fmt.Sprintf("config %s: %v", e.Key, e.Err)
+}
+
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// LoadConfigFile merges a YAML (or JSON, a YAML subset) file into c. Unknown
+// keys and wrong types stop the start with the key and line (I1). CRLF line
+// endings and a UTF-8 BOM are accepted (I7).
+func LoadConfigFile(c *Config, path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	data = bytes.TrimPrefix(data, []byte("\xEF\xBB\xBF"))
+	data = bytes.ReplaceAll(data, []byte("\r\n"), []byte("\n"))
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	return nil
+}
+
+// eventhubEnv maps Eventhub's environment names (read in either case) to our
+// keys, so an Eventhub deployment's environment keeps working.
+var eventhubEnv = map[string]string{
+	"LISTEN_PORT":  "listen",
+	"JWT_SECRET":   "secret",
+	"DISABLE_AUTH": "no_auth",
+}
+
+// ApplyEnv overlays environment variables: PUBSUB_<PATH> for every key
+// (PUBSUB_LIMITS_MAX_INFLIGHT), then Eventhub's names where PUBSUB_ is unset.
+func ApplyEnv(c *Config, lookup func(string) (string, bool)) error {
+	set := map[string]bool{}
+	err := walkConfig(reflect.ValueOf(c).Elem(), "", func(key string, v reflect.Value) error {
+		name := "PUBSUB_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+		val, ok := lookup(name)
+		if !ok {
+			return nil
+		}
+		set[key] = true
+		if err := setFromString(v, val); err != nil {
+			return &ConfigError{Key: key, Source: "env " + name, Err: err}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for name, key := range eventhubEnv {
+		if set[key] {
+			continue
+		}
+		val, ok := lookup(name)
+		if !ok {
+			val, ok = lookup(strings.ToLower(name))
+		}
+		if !ok {
+			continue
+		}
+		if key == "listen" {
+			// Eventhub's LISTEN_PORT is a bare port number.
+			if _, err := strconv.Atoi(val); err == nil {
+				val = ":" + val
+			}
+		}
+		if err := SetConfigValue(c, key, val); err != nil {
+			var ce *ConfigError
+			if errors.As(err, &ce) {
+				ce.Source = "env " + name
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// SetConfigValue sets one key, by its dotted yaml path, from a string (used
+// for flags and environment).
+func SetConfigValue(c *Config, key, val string) error {
+	found := false
+	err := walkConfig(reflect.ValueOf(c).Elem(), "", func(k string, v reflect.Value) error {
+		if k != key {
+			return nil
+		}
+		found = true
+		if err := setFromString(v, val); err != nil {
+			return &ConfigError{Key: key, Err: err}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if !found {
+		return &ConfigError{Key: key, Err: errors.New("unknown key")}
+	}
+	return nil
+}
+
+// ConfigKeys lists every dotted key, for docs and completion.
+func ConfigKeys() []string {
+	var keys []string
+	c := DefaultConfig()
+	_ = walkConfig(reflect.ValueOf(&c).Elem(), "", func(k string, _ reflect.Value) error {
+		keys = append(keys, k)
+		return nil
+	})
+	return keys
+}
+
+func walkConfig(v reflect.Value, prefix string, fn func(key string, v reflect.Value) error) error {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := strings.Split(f.Tag.Get("yaml"), ",")[0]
+		if tag == "" || tag == "-" {
+			continue
+		}
+		key := tag
+		if prefix != "" {
+			key = prefix + "." + tag
+		}
+		fv := v.Field(i)
+		if fv.Kind() == reflect.Struct && fv.Type() != reflect.TypeOf(Duration(0)) {
+			if err := walkConfig(fv, key, fn); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := fn(key, fv); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func setFromString(v reflect.Value, s string) error {
+	switch v.Addr().Interface().(type) {
+	case *Duration:
+		d, err := parseDuration(s)
+		if err != nil {
+			return err
+		}
+		v.SetInt(int64(d))
+		return nil
+	case *ByteSize:
+		n, err := parseByteSize(s)
+		if err != nil {
+			return err
+		}
+		v.SetInt(n)
+		return nil
+	}
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(s)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return fmt.Errorf("want true or false, got %q", s)
+		}
+		v.SetBool(b)
+	case reflect.Int, reflect.Int64:
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return fmt.Errorf("want a whole number, got %q", s)
+		}
+		v.SetInt(n)
+	case reflect.Slice:
+		if v.Type().Elem().Kind() != reflect.String {
+			return fmt.Errorf("unsupported type %s", v.Type())
+		}
+		var parts []string
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				parts = append(parts, p)
+			}
+		}
+		v.Set(reflect.ValueOf(parts))
+	default:
+		return fmt.Errorf("unsupported type %s", v.Type())
+	}
+	return nil
+}
+
+// Validate checks values that parse but make no sense, naming the key (I1).
+// It runs before any port is bound.
+func (c *Config) Validate() error {
+	bad := func(key string, format string, args ...any) error {
+		return &ConfigError{Key: key, Err: fmt.Errorf(format, args...)}
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return bad("listen", "want host:port or :port, got %q", c.Listen)
+	}
+	if c.DataDir == "" {
+		return bad("data_dir", "must not be empty")
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		return bad("log_level", "want debug, info, warn or error, got %q", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "auto", "text", "json":
+	default:
+		return bad("log_format", "want auto, text or json, got %q", c.LogFormat)
+	}
+	l := c.Limits
+	if l.MaxConnections < 0 {
+		return bad("limits.max_connections", "must be >= 0 (0 = no limit), got %d", l.MaxConnections)
+	}
+	if l.MaxPacketSize < 64 || l.MaxPacketSize > 268435455 {
+		return bad("limits.max_packet_size", "must be between 64 B and 256 MiB (the MQTT maximum), got %d", l.MaxPacketSize)
+	}
+	if l.ConnectTimeout <= 0 {
+		return bad("limits.connect_timeout", "must be > 0, got %s", l.ConnectTimeout)
+	}
+	if l.MaxKeepalive < 0 {
+		return bad("limits.max_keepalive", "must be >= 0, got %s", l.MaxKeepalive)
+	}
+	if l.MaxInflight < 1 || l.MaxInflight > 65535 {
+		return bad("limits.max_inflight", "must be between 1 and 65535, got %d", l.MaxInflight)
+	}
+	if l.MaxQueued < 1 {
+		return bad("limits.max_queued", "must be >= 1 (messages kept per offline session), got %d", l.MaxQueued)
+	}
+	if l.MaxPendingBytes < 4096 {
+		return bad("limits.max_pending_bytes", "must be >= 4 KiB, got %d", l.MaxPendingBytes)
+	}
+	if l.WriteTimeout <= 0 {
+		return bad("limits.write_timeout", "must be > 0, got %s", l.WriteTimeout)
+	}
+	if l.MaxSubscriptions < 0 {
+		return bad("limits.max_subscriptions", "must be >= 0 (0 = no limit), got %d", l.MaxSubscriptions)
+	}
+	if l.MaxRetained < 0 {
+		return bad("limits.max_retained", "must be >= 0 (0 = no limit), got %d", l.MaxRetained)
+	}
+	return nil
+}
+
+// Duration is a time.Duration written as "10s" in YAML and printed the same way.
+type Duration time.Duration
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// MarshalYAML prints "10s" rather than nanoseconds.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// UnmarshalYAML accepts "10s" or a number of seconds.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := parseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*d = v
+	return nil
+}
+
+func parseDuration(s string) (Duration, error) {
+	s = strings.TrimSpace(s)
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return Duration(time.Duration(n) * time.Second), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("want a duration such as 10s or 5m, got %q", s)
+	}
+	return Duration(d), nil
+}
+
+// ByteSize is a size in bytes written as "1MiB", "512KiB" or a plain number.
+type ByteSize int64
+
+// MarshalYAML prints the size in the largest exact binary unit.
+func (b ByteSize) MarshalYAML() (any, error) { return b.String(), nil }
+
+func (b ByteSize) String() string {
+	for _, u := range []struct {
+		suffix string
+		size   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if b != 0 && int64(b)%u.size == 0 {
+			return strconv.FormatInt(int64(b)/u.size, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(int64(b), 10)
+}
+
+// UnmarshalYAML accepts "1MiB", "1MB" (taken as MiB), "1024".
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	v, err := parseByteSize(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*b = ByteSize(v)
+	return nil
+}
+
+func parseByteSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	mult := int64(1)
+	upper := strings.ToUpper(s)
+	for _, u := range []struct {
+		suffix string
+		size   int64
+	}{{"GIB", 1 << 30}, {"MIB", 1 << 20}, {"KIB", 1 << 10}, {"GB", 1 << 30}, {"MB", 1 << 20}, {"KB", 1 << 10}, {"B", 1}} {
+		if strings.HasSuffix(upper, u.suffix) {
+			mult = u.size
+			s = strings.TrimSpace(s[:len(s)-len(u.suffix)])
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("want a size such as 1048576, 512KiB or 1MiB, got %q", s)
+	}
+	return n * mult, nil
+}

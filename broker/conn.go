@@ -1,0 +1,464 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pubsub/pubsub/broker/mqtt"
+	"github.com/pubsub/pubsub/broker/topic"
+)
+
+// conn is one MQTT network connection (TCP, TLS or WebSocket). One goroutine
+// reads and handles packets; a writer goroutine exists only while outbound
+// bytes are pending (DESIGN §3), so an idle connection is one parked
+// goroutine and a small read buffer.
+type conn struct {
+	srv       *Server
+	nc        net.Conn
+	transport string
+
+	// Set by the reading goroutine during CONNECT, read-only afterwards.
+	sess      *session
+	connected bool
+	keepalive time.Duration
+	will      *willMessage
+
+	// Only the reading goroutine touches these.
+	subScratch   []mqtt.Subscription
+	unsubScratch [][]byte
+	codeScratch  []byte
+	enc          encoder
+
+	// Outbound queue. See enqueue and flush.
+	omu        sync.Mutex
+	out        *outBuf // bytes waiting for the writer
+	spare      *outBuf // the buffer the writer last wrote, reused
+	writingLen int     // bytes handed to the socket and not yet written
+	writing    bool    // a writer goroutine is running
+	oclosed    bool    // no more bytes are accepted
+
+	cleanDisconnect atomic.Bool // DISCONNECT received: no will [MQTT-3.14.4-3]
+	kicked          atomic.Bool // closed by takeover or shutdown
+	closeReason     atomic.Pointer[string]
+}
+
+type willMessage struct {
+	topic   string
+	payload []byte
+	qos     byte
+	retain  bool
+}
+
+// outBuf is a pooled outbound buffer. Pointers go through the pool, so
+// recycling does not allocate.
+type outBuf struct{ b []byte }
+
+// maxPooledBuf keeps one burst's large buffer from being pinned by the pool.
+const maxPooledBuf = 64 << 10
+
+var outBufs = sync.Pool{New: func() any { return &outBuf{b: make([]byte, 0, 4096)} }}
+
+func putOutBuf(b *outBuf) {
+	if b == nil || cap(b.b) > maxPooledBuf {
+		return
+	}
+	b.b = b.b[:0]
+	outBufs.Put(b)
+}
+
+// Close reasons, also used as log values.
+var (
+	reasonSlowConsumer = "slow consumer"
+	reasonTakeover     = "session taken over"
+	reasonShutdown     = "server shutting down"
+	reasonKeyExpired   = "key expired or revoked"
+)
+
+// errors that end the read loop; they close the connection without a reply,
+// which is what the spec asks of every protocol violation [MQTT-4.8.0-1].
+var (
+	errFirstNotConnect = errors.New("first packet is not CONNECT [MQTT-3.1.0-1]")
+	errSecondConnect   = errors.New("second CONNECT [MQTT-3.1.0-2]")
+	errServerOnly      = errors.New("packet type only a server may send")
+	errUnknownPacketID = errors.New("ack for an unknown packet id")
+)
+
+// serveMQTT runs an MQTT connection until it closes. It returns when the
+// connection is closed and its session detached.
+func (s *Server) serveMQTT(nc net.Conn, transport string) {
+	c := &conn{srv: s, nc: nc, transport: transport}
+	s.conns.Store(c, struct{}{})
+	defer s.conns.Delete(c)
+	if s.closing.Load() {
+		nc.Close()
+		return
+	}
+	err := c.readLoop()
+	c.shutdown(err)
+}
+
+func (c *conn) readLoop() error {
+	lim := &c.srv.cfg.Limits
+	r := mqtt.NewReader(c.nc, int(lim.MaxPacketSize))
+	// Judge the type byte before reading a body, so a pre-auth client cannot
+	// make the node buffer a large first packet (A2, A3).
+	r.CheckHeader = func(h mqtt.FixedHeader) error {
+		switch {
+		case !c.connected && h.Type != mqtt.TypeConnect:
+			return errFirstNotConnect
+		case c.connected && h.Type == mqtt.TypeConnect:
+			return errSecondConnect
+		}
+		switch h.Type {
+		case mqtt.TypeConnack, mqtt.TypeSuback, mqtt.TypeUnsuback, mqtt.TypePingresp:
+			return errServerOnly
+		}
+		return nil
+	}
+	_ = c.nc.SetReadDeadline(time.Now().Add(time.Duration(lim.ConnectTimeout)))
+	for {
+		if c.connected && r.Buffered() == 0 {
+			// Keepalive by read deadline, no ticker: 1.5 x the client's
+			// interval [MQTT-3.1.2-24]; 0 disables it.
+			if c.keepalive > 0 {
+				_ = c.nc.SetReadDeadline(time.Now().Add(c.keepalive * 3 / 2))
+			} else {
+				_ = c.nc.SetReadDeadline(time.Time{})
+			}
+		}
+		h, body, err := r.Next()
+		if err != nil {
+			return err
+		}
+		if err := c.handle(h, body); err != nil {
+			return err
+		}
+	}
+}
+
+func (c *conn) handle(h mqtt.FixedHeader, body []byte) error {
+	switch h.Type {
+	case mqtt.TypeConnect:
+		return c.handleConnect(body)
+	case mqtt.TypePublish:
+		return c.handlePublish(h.Flags, body)
+	case mqtt.TypePuback, mqtt.TypePubrec, mqtt.TypePubrel, mqtt.TypePubcomp:
+		id, err := mqtt.DecodeAck(body)
+		if err != nil {
+			return err
+		}
+		return c.handleAck(h.Type, id)
+	case mqtt.TypeSubscribe:
+		return c.handleSubscribe(body)
+	case mqtt.TypeUnsubscribe:
+		return c.handleUnsubscribe(body)
+	case mqtt.TypePingreq:
+		c.enqueueControl(mqtt.AppendPingresp(nil))
+		return nil
+	case mqtt.TypeDisconnect:
+		c.cleanDisconnect.Store(true)
+		return errClientDisconnected
+	}
+	return fmt.Errorf("unexpected packet type %d", h.Type)
+}
+
+var errClientDisconnected = errors.New("client sent DISCONNECT")
+
+// writeNow writes a reply directly to the socket; used only before the
+// connection is registered (refused CONNECT), when no writer can be running.
+func (c *conn) writeNow(b []byte) {
+	_ = c.nc.SetWriteDeadline(time.Now().Add(time.Duration(c.srv.cfg.Limits.WriteTimeout)))
+	_, _ = c.nc.Write(b)
+}
+
+// refuse answers CONNECT with a return code and ends the connection
+// [MQTT-3.2.2-5].
+func (c *conn) refuse(code byte, why string) error {
+	c.writeNow(mqtt.AppendConnack(nil, false, code))
+	return fmt.Errorf("connect refused (code %d): %s", code, why)
+}
+
+func (c *conn) handleConnect(body []byte) error {
+	var p mqtt.Connect
+	if err := mqtt.DecodeConnect(body, &p); err != nil {
+		if errors.Is(err, mqtt.ErrUnsupportedProtocolLevel) {
+			// [MQTT-3.1.2-2]
+			return c.refuse(mqtt.RefusedProtocolVersion, "protocol level "+strconv.Itoa(int(p.ProtocolLevel)))
+		}
+		return err
+	}
+	lim := &c.srv.cfg.Limits
+	if p.ClientID == "" {
+		if !p.CleanSession {
+			// [MQTT-3.1.3-8]
+			return c.refuse(mqtt.RefusedIdentifierRejected, "empty client id needs clean session")
+		}
+		// [MQTT-3.1.3-6]: the server assigns a unique id.
+		p.ClientID = "auto-" + strconv.FormatUint(c.srv.nextAnon.Add(1), 36) + "-" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
+	}
+	keepalive := time.Duration(p.KeepAlive) * time.Second
+	if max := time.Duration(lim.MaxKeepalive); max > 0 && (keepalive == 0 || keepalive > max) {
+		// MQTT 3.1.1 cannot tell a client to use another keepalive; refusing
+		// is honest where clamping would get it disconnected later (B8),
+		// which is also what Mosquitto 2 does.
+		return c.refuse(mqtt.RefusedIdentifierRejected, "keepalive above limits.max_keepalive")
+	}
+	if c.srv.closing.Load() {
+		return c.refuse(mqtt.RefusedServerUnavailable, "server shutting down")
+	}
+	if lim.MaxConnections > 0 && c.srv.online.Load() >= int64(lim.MaxConnections) {
+		// H5
+		return c.refuse(mqtt.RefusedServerUnavailable, "limits.max_connections reached")
+	}
+	if p.WillFlag {
+		if err := topic.ValidateTopic([]byte(p.WillTopic)); err != nil {
+			// [MQTT-3.1.2-9]/[MQTT-3.3.2-2] apply to the will topic too.
+			return fmt.Errorf("will topic: %w", err)
+		}
+		c.will = &willMessage{topic: p.WillTopic, payload: p.WillPayload, qos: p.WillQoS, retain: p.WillRetain}
+	}
+	c.keepalive = keepalive
+	sess, present := c.srv.attach(c, &p)
+	c.sess = sess
+	c.connected = true
+	c.srv.online.Add(1)
+	// CONNACK goes first, then anything the session kept [MQTT-4.4.0-1].
+	c.enqueueControl(mqtt.AppendConnack(nil, present, mqtt.Accepted))
+	sess.resume(c)
+	return nil
+}
+
+func (c *conn) handlePublish(flags byte, body []byte) error {
+	var p mqtt.Publish
+	if err := mqtt.DecodePublish(flags, body, &p); err != nil {
+		return err
+	}
+	c.srv.messagesIn.Add(1)
+	switch p.QoS {
+	case 0:
+		c.srv.publish(&c.enc, p.Topic, p.Payload, 0, p.Retain, c.sess)
+	case 1:
+		c.srv.publish(&c.enc, p.Topic, p.Payload, 1, p.Retain, c.sess)
+		c.enqueueControl(mqtt.AppendAck(c.enc.ack[:0], mqtt.TypePuback, p.PacketID))
+	case 2:
+		// Route once per packet id until PUBREL releases it, so a resent
+		// PUBLISH with DUP is not delivered twice (B4) [MQTT-4.3.3-2].
+		if c.sess.receiveQoS2(p.PacketID) {
+			c.srv.publish(&c.enc, p.Topic, p.Payload, 2, p.Retain, c.sess)
+		}
+		c.enqueueControl(mqtt.AppendAck(c.enc.ack[:0], mqtt.TypePubrec, p.PacketID))
+	}
+	return nil
+}
+
+func (c *conn) handleAck(t mqtt.Type, id uint16) error {
+	switch t {
+	case mqtt.TypePuback:
+		c.sess.acked(c, id, mqtt.TypePuback)
+	case mqtt.TypePubrec:
+		if c.sess.acked(c, id, mqtt.TypePubrec) {
+			c.enqueueControl(mqtt.AppendAck(c.enc.ack[:0], mqtt.TypePubrel, id))
+		} else {
+			// [MQTT-4.3.3-1] still answer so the client can finish its flow.
+			c.enqueueControl(mqtt.AppendAck(c.enc.ack[:0], mqtt.TypePubrel, id))
+		}
+	case mqtt.TypePubcomp:
+		c.sess.acked(c, id, mqtt.TypePubcomp)
+	case mqtt.TypePubrel:
+		c.sess.releaseQoS2(id)
+		// [MQTT-4.3.3-2]: PUBCOMP even for an id we no longer know.
+		c.enqueueControl(mqtt.AppendAck(c.enc.ack[:0], mqtt.TypePubcomp, id))
+	}
+	return nil
+}
+
+func (c *conn) handleSubscribe(body []byte) error {
+	id, subs, err := mqtt.DecodeSubscribe(body, c.subScratch[:0])
+	if err != nil {
+		return err
+	}
+	c.subScratch = subs
+	codes := c.codeScratch[:0]
+	var granted []grantedSub
+	for _, sub := range subs {
+		code, ok := c.srv.subscribe(c.sess, string(sub.Filter), sub.QoS)
+		codes = append(codes, code)
+		if ok {
+			granted = append(granted, grantedSub{filter: string(sub.Filter), qos: code})
+		}
+	}
+	c.codeScratch = codes
+	// [MQTT-3.8.4-1]: SUBACK with one code per filter, in order.
+	c.enqueueControl(mqtt.AppendSuback(nil, id, codes))
+	for _, g := range granted {
+		c.srv.sendRetained(c.sess, g.filter, g.qos)
+	}
+	return nil
+}
+
+type grantedSub struct {
+	filter string
+	qos    byte
+}
+
+func (c *conn) handleUnsubscribe(body []byte) error {
+	id, filters, err := mqtt.DecodeUnsubscribe(body, c.unsubScratch[:0])
+	if err != nil {
+		return err
+	}
+	c.unsubScratch = filters
+	for _, f := range filters {
+		c.srv.unsubscribe(c.sess, string(f))
+	}
+	// [MQTT-3.10.4-4]: UNSUBACK even when nothing matched.
+	c.enqueueControl(mqtt.AppendAck(c.enc.ack[:0], mqtt.TypeUnsuback, id))
+	return nil
+}
+
+// enqueueControl queues a small reply (CONNACK, acks, PINGRESP).
+func (c *conn) enqueueControl(b []byte) { c.enqueue(b) }
+
+// enqueue appends b to the outbound queue and makes sure a writer runs. It
+// never blocks on the socket: a connection whose pending bytes would pass
+// limits.max_pending_bytes is closed as a slow consumer instead (H1), so one
+// stalled reader never holds up a publisher or eats the node's memory.
+func (c *conn) enqueue(b []byte) bool {
+	c.omu.Lock()
+	if c.oclosed {
+		c.omu.Unlock()
+		return false
+	}
+	pending := c.writingLen + len(b)
+	if c.out != nil {
+		pending += len(c.out.b)
+	}
+	if pending > int(c.srv.cfg.Limits.MaxPendingBytes) {
+		c.oclosed = true
+		c.omu.Unlock()
+		c.closeAs(reasonSlowConsumer)
+		return false
+	}
+	if c.out == nil {
+		c.out = outBufs.Get().(*outBuf)
+	}
+	c.out.b = append(c.out.b, b...)
+	start := !c.writing
+	c.writing = true
+	c.omu.Unlock()
+	if start {
+		go c.flush()
+	}
+	return true
+}
+
+// flush writes everything queued, one write per pass, until the queue is
+// empty; then it returns its buffers to the pool and exits. Bytes queued
+// while a write is in progress go out together in the next pass: writes
+// coalesce under load and nothing waits for a timer (DESIGN §3).
+func (c *conn) flush() {
+	wt := time.Duration(c.srv.cfg.Limits.WriteTimeout)
+	for {
+		c.omu.Lock()
+		if c.oclosed || c.out == nil || len(c.out.b) == 0 {
+			c.writing = false
+			putOutBuf(c.out)
+			putOutBuf(c.spare)
+			c.out, c.spare = nil, nil
+			c.omu.Unlock()
+			return
+		}
+		buf := c.out
+		c.out, c.spare = c.spare, nil
+		c.writingLen = len(buf.b)
+		c.omu.Unlock()
+
+		_ = c.nc.SetWriteDeadline(time.Now().Add(wt))
+		_, err := c.nc.Write(buf.b)
+
+		c.omu.Lock()
+		c.writingLen = 0
+		buf.b = buf.b[:0]
+		if cap(buf.b) > maxPooledBuf {
+			buf = nil // let a burst's large buffer go
+		}
+		c.spare = buf
+		if err != nil {
+			c.oclosed = true
+			c.writing = false
+			putOutBuf(c.out)
+			c.out = nil
+			c.omu.Unlock()
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				// The client did not take bytes for write_timeout (H1).
+				c.closeAs(reasonSlowConsumer)
+			} else {
+				c.nc.Close()
+			}
+			return
+		}
+		c.omu.Unlock()
+	}
+}
+
+// closeAs closes the socket, remembering why; the read loop then detaches
+// the session. Safe from any goroutine, any number of times.
+func (c *conn) closeAs(reason string) {
+	if c.closeReason.CompareAndSwap(nil, &reason) && reason == reasonSlowConsumer {
+		c.srv.slowConsumers.Add(1)
+		c.srv.log.Warn("closing slow consumer", "client_id", c.clientID(), "remote", c.remote())
+	}
+	c.nc.Close()
+}
+
+func (c *conn) clientID() string {
+	if c.sess == nil {
+		return ""
+	}
+	return c.sess.id
+}
+
+func (c *conn) remote() string {
+	if a := c.nc.RemoteAddr(); a != nil {
+		return a.String()
+	}
+	return ""
+}
+
+// shutdown runs once, on the reading goroutine, when the read loop ends.
+func (c *conn) shutdown(readErr error) {
+	c.omu.Lock()
+	c.oclosed = true
+	c.omu.Unlock()
+	c.nc.Close()
+	if !c.connected {
+		if readErr != nil && !isQuietClose(readErr) {
+			c.srv.log.Debug("connection closed before CONNECT", "remote", c.remote(), "err", readErr)
+		}
+		return
+	}
+	c.srv.online.Add(-1)
+	reason := ""
+	if r := c.closeReason.Load(); r != nil {
+		reason = *r
+	}
+	// A will is published on every close that was not a DISCONNECT
+	// [MQTT-3.1.2-8], takeover included (pinned in docs/mqtt.md), but not
+	// when the node itself is shutting down.
+	if !c.cleanDisconnect.Load() && c.will != nil && reason != reasonShutdown && !c.srv.closing.Load() {
+		c.srv.publishWill(c.sess, c.will)
+	}
+	c.srv.detach(c)
+	if readErr != nil && !isQuietClose(readErr) {
+		c.srv.log.Debug("connection closed", "client_id", c.sess.id, "remote", c.remote(), "err", readErr, "reason", reason)
+	}
+}
+
+func isQuietClose(err error) bool {
+	return errors.Is(err, errClientDisconnected) || errors.Is(err, net.ErrClosed)
+}

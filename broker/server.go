@@ -1,0 +1,196 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/pubsub/pubsub/broker/topic"
+)
+
+// Server is one broker node: the listener, the sessions and the routing
+// between them. Create it with New, start it with Start, stop it with Close.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+
+	trie     *topic.Trie[*session]
+	retained *retainedStore
+
+	mu        sync.Mutex // guards sessions; see LOCKS.md for the order
+	sessions  map[string]*session
+	online    atomic.Int64 // clients past CONNECT
+	nextAnon  atomic.Uint64
+	conns     sync.Map // *conn -> struct{}: every live MQTT connection, for shutdown
+	listeners []net.Listener
+	httpLn    *connListener
+	httpSrv   *http.Server
+
+	mqttUpgrader *websocket.Upgrader
+
+	// counters read by stats and tests; atomic so the hot path takes no lock.
+	slowConsumers atomic.Uint64
+	dropped       atomic.Uint64
+	messagesIn    atomic.Uint64
+	messagesOut   atomic.Uint64
+
+	closing atomic.Bool
+	done    chan struct{}
+	wg      sync.WaitGroup
+}
+
+// New checks cfg and builds a server; nothing is bound until Start.
+func New(cfg Config, logger *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		cfg:      cfg,
+		log:      logger,
+		trie:     topic.NewTrie[*session](0),
+		retained: newRetainedStore(cfg.Limits.MaxRetained),
+		sessions: make(map[string]*session),
+		done:     make(chan struct{}),
+	}
+	s.mqttUpgrader = s.newUpgrader(mqttSubprotocols)
+	return s, nil
+}
+
+// Start binds the listen address and serves in the background. A port in use
+// or a bad address fails here, before anything else starts (I2).
+func (s *Server) Start() error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", s.cfg.Listen, err)
+	}
+	s.Serve(ln)
+	return nil
+}
+
+// Serve serves on an already bound listener (tests pass 127.0.0.1:0).
+func (s *Server) Serve(ln net.Listener) {
+	s.listeners = append(s.listeners, ln)
+	s.httpLn = newConnListener(ln.Addr())
+	s.httpSrv = &http.Server{
+		Handler:           s.httpHandler(),
+		ReadHeaderTimeout: 5 * time.Second, // C10: slowloris upgrades
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	s.wg.Add(2)
+	go s.acceptLoop(ln, s.httpLn)
+	go func() {
+		defer s.wg.Done()
+		_ = s.httpSrv.Serve(s.httpLn)
+	}()
+	s.log.Info("listening", "addr", ln.Addr().String(), "protocols", "mqtt,mqtt-ws,http")
+}
+
+// Addr is the first listener's address, or nil before Serve.
+func (s *Server) Addr() net.Addr {
+	if len(s.listeners) == 0 {
+		return nil
+	}
+	return s.listeners[0].Addr()
+}
+
+// Close stops accepting, closes every client and waits for all goroutines.
+// Wills are not published for clients the node itself disconnects.
+func (s *Server) Close() error {
+	if !s.closing.CompareAndSwap(false, true) {
+		return nil
+	}
+	close(s.done)
+	for _, ln := range s.listeners {
+		_ = ln.Close()
+	}
+	if s.httpLn != nil {
+		_ = s.httpLn.Close()
+	}
+	if s.httpSrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = s.httpSrv.Shutdown(ctx)
+		cancel()
+	}
+	s.conns.Range(func(k, _ any) bool {
+		k.(*conn).nc.Close()
+		return true
+	})
+	s.wg.Wait()
+	return nil
+}
+
+// Done is closed when Close starts.
+func (s *Server) Done() <-chan struct{} { return s.done }
+
+// Counters is a point-in-time view of the node's main figures.
+type Counters struct {
+	Connections   int64
+	Sessions      int
+	Subscriptions int
+	Retained      int
+	MessagesIn    uint64
+	MessagesOut   uint64
+	Dropped       uint64
+	SlowConsumers uint64
+}
+
+// Counters reads the node's figures (for stats and tests).
+func (s *Server) Counters() Counters {
+	s.mu.Lock()
+	n := len(s.sessions)
+	s.mu.Unlock()
+	return Counters{
+		Connections:   s.online.Load(),
+		Sessions:      n,
+		Subscriptions: s.trie.Len(),
+		Retained:      s.retained.Len(),
+		MessagesIn:    s.messagesIn.Load(),
+		MessagesOut:   s.messagesOut.Load(),
+		Dropped:       s.dropped.Load(),
+		SlowConsumers: s.slowConsumers.Load(),
+	}
+}
+
+func (s *Server) httpHandler() http.Handler {
+	mux := http.NewServeMux()
+	health := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		status, code := "ok", http.StatusOK
+		if s.closing.Load() {
+			status, code = "shutting down", http.StatusServiceUnavailable
+		}
+		w.WriteHeader(code)
+		_ = json.NewEncoder(w).Encode(map[string]string{"status": status})
+	}
+	mux.HandleFunc("/healthz", health)
+	mux.HandleFunc("/health", health) // Emitter's path
+	mux.HandleFunc("/livez", health)
+	mux.HandleFunc("/readyz", health)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if websocket.IsWebSocketUpgrade(r) {
+			if offersMQTT(r) {
+				s.serveMQTTWebSocket(w, r)
+				return
+			}
+			http.Error(w, "this node speaks MQTT over WebSocket: offer the subprotocol \"mqtt\"", http.StatusBadRequest)
+			return
+		}
+		http.Error(w, "pubsub: no such endpoint (MQTT over TCP or WebSocket, /healthz)", http.StatusNotFound)
+	})
+	return mux
+}
+
+var errServerClosing = errors.New("server closing")

@@ -1,0 +1,55 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/pubsub/pubsub/client"
+)
+
+// clientOptions are the connection flags shared by every client command
+// (DESIGN §1): --server (PUBSUB_SERVER) and --key (PUBSUB_KEY).
+type clientOptions struct {
+	server   string
+	key      string
+	clientID string
+	username string
+	timeout  time.Duration
+}
+
+func (o *clientOptions) addFlags(fs *pflag.FlagSet, streams Streams) {
+	server := streams.getenv("PUBSUB_SERVER")
+	if server == "" {
+		server = client.DefaultServer
+	}
+	fs.StringVarP(&o.server, "server", "s", server, "node address: host:port or tcp://, tls://, ws://, wss:// URL (env PUBSUB_SERVER)")
+	fs.StringVarP(&o.key, "key", "k", streams.getenv("PUBSUB_KEY"), "channel key (env PUBSUB_KEY)")
+	fs.StringVar(&o.clientID, "id", "", "MQTT client id (default: assigned by the node)")
+	fs.StringVarP(&o.username, "username", "u", "", "MQTT user name (the identity shown in presence)")
+	fs.DurationVar(&o.timeout, "connect-timeout", 10*time.Second, "how long to wait for the node to accept the connection")
+}
+
+func (o *clientOptions) dial(ctx context.Context, persistent bool) (*client.Client, error) {
+	c, err := client.Dial(ctx, client.Options{
+		Server:         o.server,
+		ClientID:       o.clientID,
+		Username:       o.username,
+		Key:            o.key,
+		Persistent:     persistent,
+		ConnectTimeout: o.timeout,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", o.server, err)
+	}
+	return c, nil
+}
+
+func parseQoS(q int) (byte, error) {
+	if q < 0 || q > 2 {
+		return 0, usageError("--qos %d: must be 0, 1 or 2", q)
+	}
+	return byte(q), nil
+}

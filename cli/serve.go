@@ -1,0 +1,174 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"gopkg.in/yaml.v3"
+
+	"github.com/pubsub/pubsub/broker"
+)
+
+type serveOptions struct {
+	configPath  string
+	printConfig bool
+	// overrides holds the flags the user set, by config key; flags win over
+	// file and environment (DESIGN §9).
+	overrides map[string]string
+}
+
+// serveFlags maps flag names to config keys.
+var serveFlags = []struct{ flag, key, usage string }{
+	{"listen", "listen", "address for MQTT, WebSocket and HTTP (host:port)"},
+	{"data-dir", "data_dir", "directory for everything the node keeps"},
+	{"node-name", "node_name", "this node's name in the cluster (default: host name)"},
+	{"log-level", "log_level", "debug, info, warn or error"},
+	{"log-format", "log_format", "auto (text on a terminal, JSON otherwise), text or json"},
+}
+
+func newServeCommand(streams Streams) *cobra.Command {
+	opts := serveOptions{overrides: map[string]string{}}
+	var noAuth bool
+	flagValues := make([]string, len(serveFlags))
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run a broker node",
+		Long: `Run a broker node. MQTT 3.1.1 over TCP and WebSocket and the HTTP endpoints
+share one port. Configuration: defaults < config file < PUBSUB_* environment
+< flags; 'pubsub serve --print-config' shows the result.`,
+		Example: `  pubsub serve
+  pubsub serve --listen 127.0.0.1:1883 --log-level debug
+  PUBSUB_LIMITS_MAX_INFLIGHT=100 pubsub serve --config pubsub.yaml
+  pubsub serve --print-config > pubsub.yaml`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			for i, f := range serveFlags {
+				if cmd.Flags().Changed(f.flag) {
+					opts.overrides[f.key] = flagValues[i]
+				}
+			}
+			if cmd.Flags().Changed("no-auth") {
+				opts.overrides["no_auth"] = fmt.Sprint(noAuth)
+			}
+			return runServe(cmd.Context(), opts, streams)
+		},
+	}
+	fs := cmd.Flags()
+	def := broker.DefaultConfig()
+	defaults := map[string]string{"listen": def.Listen, "data_dir": def.DataDir, "log_level": def.LogLevel, "log_format": def.LogFormat}
+	for i, f := range serveFlags {
+		fs.StringVar(&flagValues[i], f.flag, defaults[f.key], f.usage)
+	}
+	fs.BoolVar(&noAuth, "no-auth", false, "accept every client without a key (development only)")
+	fs.StringVarP(&opts.configPath, "config", "c", "", "config file (YAML or JSON; default ./pubsub.yaml if present)")
+	fs.BoolVar(&opts.printConfig, "print-config", false, "print the effective configuration as YAML and exit")
+	return cmd
+}
+
+// loadConfig applies the four layers and validates, before any port is bound.
+func loadConfig(opts serveOptions, streams Streams) (broker.Config, error) {
+	cfg := broker.DefaultConfig()
+	path := opts.configPath
+	if path == "" {
+		path = streams.getenv("PUBSUB_CONFIG")
+	}
+	if path == "" {
+		if _, err := os.Stat("pubsub.yaml"); err == nil {
+			path = "pubsub.yaml"
+		}
+	}
+	if path != "" {
+		if err := broker.LoadConfigFile(&cfg, path); err != nil {
+			return cfg, err
+		}
+	}
+	lookup := streams.Env
+	if lookup == nil {
+		lookup = func(string) (string, bool) { return "", false }
+	}
+	if err := broker.ApplyEnv(&cfg, lookup); err != nil {
+		return cfg, err
+	}
+	for key, val := range opts.overrides {
+		if err := broker.SetConfigValue(&cfg, key, val); err != nil {
+			var ce *broker.ConfigError
+			if errors.As(err, &ce) {
+				ce.Source = "flag"
+			}
+			return cfg, err
+		}
+	}
+	return cfg, cfg.Validate()
+}
+
+func runServe(ctx context.Context, opts serveOptions, streams Streams) error {
+	cfg, err := loadConfig(opts, streams)
+	if err != nil {
+		return err
+	}
+	if opts.printConfig {
+		printable := cfg
+		if printable.Secret != "" {
+			printable.Secret = "<redacted>"
+		}
+		enc := yaml.NewEncoder(streams.Out)
+		enc.SetIndent(2)
+		defer enc.Close()
+		return enc.Encode(printable)
+	}
+	logger := newLogger(streams.ErrOut, cfg.LogLevel, cfg.LogFormat)
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
+	}
+	srv, err := broker.New(cfg, logger)
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(); err != nil {
+		return err
+	}
+	if cfg.NoAuth {
+		logger.Warn("AUTHENTICATION IS OFF: every client may publish and subscribe to everything (--no-auth); never run this on a reachable network")
+	}
+	fmt.Fprintf(streams.ErrOut, "pubsub %s listening on %s\n  try: pubsub sub '#'   and   pubsub pub hello world\n", "node", srv.Addr())
+
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+	logger.Info("shutting down")
+	return srv.Close()
+}
+
+// newLogger logs text on a terminal and JSON otherwise (DESIGN §10).
+func newLogger(w io.Writer, level, format string) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(strings.ToUpper(level)))
+	hopts := &slog.HandlerOptions{Level: lv}
+	if format == "auto" {
+		format = "json"
+		if isTerminal(w) {
+			format = "text"
+		}
+	}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, hopts))
+	}
+	return slog.New(slog.NewJSONHandler(w, hopts))
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
