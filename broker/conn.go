@@ -42,6 +42,9 @@ type conn struct {
 	writingLen int     // bytes handed to the socket and not yet written
 	writing    bool    // a writer goroutine is running
 	oclosed    bool    // no more bytes are accepted
+	// closeWhenFlushed: the client sent DISCONNECT while replies were
+	// queued; the writer sends them, then closes the socket (A20).
+	closeWhenFlushed bool
 
 	cleanDisconnect atomic.Bool // DISCONNECT received: no will [MQTT-3.14.4-3]
 	kicked          atomic.Bool // closed by takeover or shutdown
@@ -64,9 +67,20 @@ const maxPooledBuf = 64 << 10
 
 var outBufs = sync.Pool{New: func() any { return &outBuf{b: make([]byte, 0, 4096)} }}
 
+var ZZinPool sync.Map
+
+func ZZget() *outBuf {
+	b := outBufs.Get().(*outBuf)
+	ZZinPool.Delete(b)
+	return b
+}
+
 func putOutBuf(b *outBuf) {
 	if b == nil || cap(b.b) > maxPooledBuf {
 		return
+	}
+	if _, dup := ZZinPool.LoadOrStore(b, true); dup {
+		panic("ZZ DOUBLE PUT")
 	}
 	b.b = b.b[:0]
 	outBufs.Put(b)
@@ -121,7 +135,12 @@ func (c *conn) readLoop() error {
 		}
 		return nil
 	}
-	_ = c.nc.SetReadDeadline(time.Now().Add(time.Duration(lim.ConnectTimeout)))
+	if _, sniffed := c.nc.(*sniffConn); !sniffed {
+		// A TCP connection's connect timeout already runs from its accept
+		// (sniff); arming it again here would give a client that sends its
+		// first byte just in time a second full timeout (H4).
+		_ = c.nc.SetReadDeadline(time.Now().Add(time.Duration(lim.ConnectTimeout)))
+	}
 	for {
 		if c.connected && r.Buffered() == 0 {
 			// Keepalive by read deadline, no ticker: 1.5 x the client's
@@ -212,10 +231,6 @@ func (c *conn) handleConnect(body []byte) error {
 	if c.srv.closing.Load() {
 		return c.refuse(mqtt.RefusedServerUnavailable, "server shutting down")
 	}
-	if lim.MaxConnections > 0 && c.srv.online.Load() >= int64(lim.MaxConnections) {
-		// H5
-		return c.refuse(mqtt.RefusedServerUnavailable, "limits.max_connections reached")
-	}
 	if p.WillFlag {
 		if err := topic.ValidateTopic([]byte(p.WillTopic)); err != nil {
 			// [MQTT-3.1.2-9]/[MQTT-3.3.2-2] apply to the will topic too.
@@ -223,14 +238,17 @@ func (c *conn) handleConnect(body []byte) error {
 		}
 		c.will = &willMessage{topic: p.WillTopic, payload: p.WillPayload, qos: p.WillQoS, retain: p.WillRetain}
 	}
+	// H5: take the slot with one atomic add. A load-then-add lets a burst
+	// of concurrent CONNECTs all pass the check before any is counted.
+	if n := c.srv.online.Add(1); lim.MaxConnections > 0 && n > int64(lim.MaxConnections) {
+		c.srv.online.Add(-1)
+		return c.refuse(mqtt.RefusedServerUnavailable, "limits.max_connections reached")
+	}
 	c.keepalive = keepalive
-	sess, present := c.srv.attach(c, &p)
-	c.sess = sess
+	// attach sets c.sess and queues CONNACK, then anything the session
+	// kept [MQTT-4.4.0-1], before publishers can reach c [MQTT-3.2.0-1].
+	c.srv.attach(c, &p)
 	c.connected = true
-	c.srv.online.Add(1)
-	// CONNACK goes first, then anything the session kept [MQTT-4.4.0-1].
-	c.enqueueControl(mqtt.AppendConnack(nil, present, mqtt.Accepted))
-	sess.resume(c)
 	return nil
 }
 
@@ -345,16 +363,51 @@ func (c *conn) enqueue(b []byte) bool {
 		return false
 	}
 	if c.out == nil {
-		c.out = outBufs.Get().(*outBuf)
+		c.out = ZZget()
 	}
 	c.out.b = append(c.out.b, b...)
 	start := !c.writing
 	c.writing = true
 	c.omu.Unlock()
 	if start {
-		go c.flush()
+		c.srv.startFlush(c)
 	}
 	return true
+}
+
+// flusherIdle is how long an idle flusher goroutine waits for more work
+// before it exits.
+const flusherIdle = 10 * time.Second
+
+// startFlush hands c to an idle flusher goroutine, or starts one when all
+// are busy. Flushers are shared by all connections: a connection with
+// nothing to send holds no goroutine for writing, and a steady load reuses
+// the same few goroutines, so queueing a message does not allocate (a `go`
+// statement would, once per burst).
+func (s *Server) startFlush(c *conn) {
+	select {
+	case s.flushWork <- c:
+	default:
+		s.wg.Add(1)
+		go s.flusher(c)
+	}
+}
+
+func (s *Server) flusher(c *conn) {
+	defer s.wg.Done()
+	idle := time.NewTimer(flusherIdle)
+	defer idle.Stop()
+	for {
+		c.flush()
+		idle.Reset(flusherIdle)
+		select {
+		case c = <-s.flushWork:
+		case <-idle.C:
+			return
+		case <-s.done:
+			return
+		}
+	}
 }
 
 // flush writes everything queued, one write per pass, until the queue is
@@ -365,12 +418,16 @@ func (c *conn) flush() {
 	wt := time.Duration(c.srv.cfg.Limits.WriteTimeout)
 	for {
 		c.omu.Lock()
-		if c.oclosed || c.out == nil || len(c.out.b) == 0 {
+		if (c.oclosed && !c.closeWhenFlushed) || c.out == nil || len(c.out.b) == 0 {
 			c.writing = false
 			putOutBuf(c.out)
 			putOutBuf(c.spare)
 			c.out, c.spare = nil, nil
+			closeNow := c.closeWhenFlushed
 			c.omu.Unlock()
+			if closeNow {
+				c.nc.Close()
+			}
 			return
 		}
 		buf := c.out
@@ -434,8 +491,16 @@ func (c *conn) remote() string {
 func (c *conn) shutdown(readErr error) {
 	c.omu.Lock()
 	c.oclosed = true
+	// Replies to the packets before a DISCONNECT (CONNACK, PUBACK, ...) are
+	// still owed when they arrived in the same read: a running writer sends
+	// them and closes the socket, bounded by write_timeout. Otherwise the
+	// outcome would depend on how the client's bytes were framed (A20).
+	linger := c.cleanDisconnect.Load() && c.writing
+	c.closeWhenFlushed = linger
 	c.omu.Unlock()
-	c.nc.Close()
+	if !linger {
+		c.nc.Close()
+	}
 	if !c.connected {
 		if readErr != nil && !isQuietClose(readErr) {
 			c.srv.log.Debug("connection closed before CONNECT", "remote", c.remote(), "err", readErr)

@@ -43,6 +43,9 @@ type Server struct {
 	messagesIn    atomic.Uint64
 	messagesOut   atomic.Uint64
 
+	// flushWork hands connections with pending bytes to idle flushers.
+	flushWork chan *conn
+
 	closing atomic.Bool
 	done    chan struct{}
 	wg      sync.WaitGroup
@@ -57,12 +60,13 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		cfg:      cfg,
-		log:      logger,
-		trie:     topic.NewTrie[*session](0),
-		retained: newRetainedStore(cfg.Limits.MaxRetained),
-		sessions: make(map[string]*session),
-		done:     make(chan struct{}),
+		cfg:       cfg,
+		log:       logger,
+		trie:      topic.NewTrie[*session](0),
+		retained:  newRetainedStore(cfg.Limits.MaxRetained),
+		sessions:  make(map[string]*session),
+		done:      make(chan struct{}),
+		flushWork: make(chan *conn),
 	}
 	s.mqttUpgrader = s.newUpgrader(mqttSubprotocols)
 	return s, nil

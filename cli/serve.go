@@ -112,7 +112,8 @@ func loadConfig(opts serveOptions, streams Streams) (broker.Config, error) {
 func runServe(ctx context.Context, opts serveOptions, streams Streams) error {
 	cfg, err := loadConfig(opts, streams)
 	if err != nil {
-		return err
+		// A bad configuration is the caller's to fix, like a bad flag.
+		return &exitError{code: ExitUsage, err: err}
 	}
 	if opts.printConfig {
 		printable := cfg
