@@ -29,6 +29,8 @@ func benchServer(b *testing.B, n int, filter string, qos byte) *Server {
 	cfg.Limits.MaxPendingBytes = 1 << 30
 	cfg.Limits.MaxInflight = 65535
 	cfg.Limits.MaxQueued = 1 << 30
+	cfg.NoAuth = true
+	cfg.DataDir = b.TempDir()
 	s, err := New(cfg, nil)
 	if err != nil {
 		b.Fatal(err)
@@ -38,7 +40,7 @@ func benchServer(b *testing.B, n int, filter string, qos byte) *Server {
 		sess := newSession(s, "sub-"+strconv.Itoa(i), true)
 		sess.conn.Store(c)
 		c.sess = sess
-		if code, ok := s.subscribe(sess, filter, qos); !ok {
+		if code, ok := s.subscribe(sess, filter, qos, 0, nil); !ok {
 			b.Fatalf("subscribe %q: code %#x", filter, code)
 		}
 	}
@@ -58,7 +60,7 @@ func BenchmarkFanout(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(payload) * n))
 			for b.Loop() {
-				s.publish(&enc, topic, payload, 0, false, nil)
+				s.publish(&enc, topic, payload, 0, false, nil, false)
 			}
 			b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "deliveries/s")
 		})
@@ -75,7 +77,7 @@ func BenchmarkFanoutQoS1(b *testing.B) {
 	var enc encoder
 	b.ReportAllocs()
 	for b.Loop() {
-		s.publish(&enc, topic, payload, 1, false, nil)
+		s.publish(&enc, topic, payload, 1, false, nil, false)
 		// Acknowledge everything so the inflight window stays small.
 		s.mu.Lock()
 		s.mu.Unlock()

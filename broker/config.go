@@ -27,7 +27,21 @@ type Config struct {
 	NoAuth    bool   `yaml:"no_auth"`
 	Secret    string `yaml:"secret"`
 
+	Keys   KeysConfig   `yaml:"keys"`
 	Limits LimitsConfig `yaml:"limits"`
+}
+
+// KeysConfig tunes channel-key verification (DESIGN §5, docs/keys.md).
+type KeysConfig struct {
+	// RequireExp refuses keys without an expiry.
+	RequireExp bool `yaml:"require_exp"`
+	// Secrets are older secrets still accepted for verification while keys
+	// signed with them are re-issued (rotation without downtime).
+	Secrets []string `yaml:"secrets"`
+	// EventhubSecret is Eventhub's JWT_SECRET, used when `secret` is unset.
+	// It may be shorter than 32 bytes, for migration only (a warning says
+	// how to rotate).
+	EventhubSecret string `yaml:"eventhub_secret"`
 }
 
 // LimitsConfig bounds what one client can make the node hold. Each limit is
@@ -125,7 +139,7 @@ func LoadConfigFile(c *Config, path string) error {
 // keys, so an Eventhub deployment's environment keeps working.
 var eventhubEnv = map[string]string{
 	"LISTEN_PORT":  "listen",
-	"JWT_SECRET":   "secret",
+	"JWT_SECRET":   "keys.eventhub_secret",
 	"DISABLE_AUTH": "no_auth",
 }
 

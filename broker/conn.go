@@ -12,6 +12,7 @@ import (
 
 	"github.com/pubsub/pubsub/broker/mqtt"
 	"github.com/pubsub/pubsub/broker/topic"
+	"github.com/pubsub/pubsub/keys"
 )
 
 // conn is one MQTT network connection (TCP, TLS or WebSocket). One goroutine
@@ -24,12 +25,18 @@ type conn struct {
 	transport string
 
 	// Set by the reading goroutine during CONNECT, read-only afterwards.
+	id        string // connection id (Emitter `me`, private channels)
 	sess      *session
 	connected bool
 	keepalive time.Duration
 	will      *willMessage
 
+	// claims of the CONNECT key; nil without one. Atomic because the key
+	// enforcer reads it from another goroutine.
+	claims atomic.Pointer[keys.Claims]
+
 	// Only the reading goroutine touches these.
+	keyCache     map[string]*keys.Claims // verified Emitter-dialect keys
 	subScratch   []mqtt.Subscription
 	unsubScratch [][]byte
 	codeScratch  []byte
@@ -67,20 +74,9 @@ const maxPooledBuf = 64 << 10
 
 var outBufs = sync.Pool{New: func() any { return &outBuf{b: make([]byte, 0, 4096)} }}
 
-var ZZinPool sync.Map
-
-func ZZget() *outBuf {
-	b := outBufs.Get().(*outBuf)
-	ZZinPool.Delete(b)
-	return b
-}
-
 func putOutBuf(b *outBuf) {
 	if b == nil || cap(b.b) > maxPooledBuf {
 		return
-	}
-	if _, dup := ZZinPool.LoadOrStore(b, true); dup {
-		panic("ZZ DOUBLE PUT")
 	}
 	b.b = b.b[:0]
 	outBufs.Put(b)
@@ -244,6 +240,19 @@ func (c *conn) handleConnect(body []byte) error {
 		c.srv.online.Add(-1)
 		return c.refuse(mqtt.RefusedServerUnavailable, "limits.max_connections reached")
 	}
+	if p.PasswordFlag && len(p.Password) > 0 && !c.srv.cfg.NoAuth {
+		// The password is the session's channel key (DESIGN §5). With
+		// no_auth any key is ignored, as Eventhub's disable_auth does.
+		cl, err := c.srv.keyring.Verify(string(p.Password))
+		if err != nil {
+			c.srv.online.Add(-1)
+			// E1-E4: log why, never the key.
+			c.srv.log.Info("connect refused: invalid key", "client_id", p.ClientID, "remote", c.remote(), "reason", err.Error())
+			return c.refuse(mqtt.RefusedNotAuthorized, "invalid key")
+		}
+		c.claims.Store(cl)
+	}
+	c.id = newConnID()
 	c.keepalive = keepalive
 	// attach sets c.sess and queues CONNACK, then anything the session
 	// kept [MQTT-4.4.0-1], before publishers can reach c [MQTT-3.2.0-1].
@@ -260,15 +269,15 @@ func (c *conn) handlePublish(flags byte, body []byte) error {
 	c.srv.messagesIn.Add(1)
 	switch p.QoS {
 	case 0:
-		c.srv.publish(&c.enc, p.Topic, p.Payload, 0, p.Retain, c.sess)
+		c.routePublish(&p)
 	case 1:
-		c.srv.publish(&c.enc, p.Topic, p.Payload, 1, p.Retain, c.sess)
+		c.routePublish(&p)
 		c.enqueueControl(mqtt.AppendAck(c.enc.ack[:0], mqtt.TypePuback, p.PacketID))
 	case 2:
 		// Route once per packet id until PUBREL releases it, so a resent
 		// PUBLISH with DUP is not delivered twice (B4) [MQTT-4.3.3-2].
 		if c.sess.receiveQoS2(p.PacketID) {
-			c.srv.publish(&c.enc, p.Topic, p.Payload, 2, p.Retain, c.sess)
+			c.routePublish(&p)
 		}
 		c.enqueueControl(mqtt.AppendAck(c.enc.ack[:0], mqtt.TypePubrec, p.PacketID))
 	}
@@ -305,17 +314,17 @@ func (c *conn) handleSubscribe(body []byte) error {
 	codes := c.codeScratch[:0]
 	var granted []grantedSub
 	for _, sub := range subs {
-		code, ok := c.srv.subscribe(c.sess, string(sub.Filter), sub.QoS)
+		g, code := c.subscribeOne(string(sub.Filter), sub.QoS, id)
 		codes = append(codes, code)
-		if ok {
-			granted = append(granted, grantedSub{filter: string(sub.Filter), qos: code})
+		if code != mqtt.SubackFailure {
+			granted = append(granted, g)
 		}
 	}
 	c.codeScratch = codes
 	// [MQTT-3.8.4-1]: SUBACK with one code per filter, in order.
 	c.enqueueControl(mqtt.AppendSuback(nil, id, codes))
 	for _, g := range granted {
-		c.srv.sendRetained(c.sess, g.filter, g.qos)
+		c.srv.sendRetained(c.sess, g.filter, g.qos, g.tag)
 	}
 	return nil
 }
@@ -323,6 +332,7 @@ func (c *conn) handleSubscribe(body []byte) error {
 type grantedSub struct {
 	filter string
 	qos    byte
+	tag    uint8
 }
 
 func (c *conn) handleUnsubscribe(body []byte) error {
@@ -332,7 +342,11 @@ func (c *conn) handleUnsubscribe(body []byte) error {
 	}
 	c.unsubScratch = filters
 	for _, f := range filters {
-		c.srv.unsubscribe(c.sess, string(f))
+		// The same dialect rules as SUBSCRIBE, so "KEY/a/b/" removes "a/b/#".
+		// Emitter answers unsubscribe without checking the key.
+		if pt, err := parseTopic(string(f), true); err == nil {
+			c.srv.unsubscribe(c.sess, pt.route)
+		}
 	}
 	// [MQTT-3.10.4-4]: UNSUBACK even when nothing matched.
 	c.enqueueControl(mqtt.AppendAck(c.enc.ack[:0], mqtt.TypeUnsuback, id))
@@ -363,7 +377,7 @@ func (c *conn) enqueue(b []byte) bool {
 		return false
 	}
 	if c.out == nil {
-		c.out = ZZget()
+		c.out = outBufs.Get().(*outBuf)
 	}
 	c.out.b = append(c.out.b, b...)
 	start := !c.writing
@@ -516,7 +530,7 @@ func (c *conn) shutdown(readErr error) {
 	// [MQTT-3.1.2-8], takeover included (pinned in docs/mqtt.md), but not
 	// when the node itself is shutting down.
 	if !c.cleanDisconnect.Load() && c.will != nil && reason != reasonShutdown && !c.srv.closing.Load() {
-		c.srv.publishWill(c.sess, c.will)
+		c.srv.publishWill(c.sess, c.claims.Load(), c.will)
 	}
 	c.srv.detach(c)
 	if readErr != nil && !isQuietClose(readErr) {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/pubsub/pubsub/broker/mqtt"
 	"github.com/pubsub/pubsub/broker/topic"
+	"github.com/pubsub/pubsub/keys"
 )
 
 // encoder holds the wire forms of the message being routed. Each form is
@@ -13,36 +14,45 @@ import (
 // reused, so routing a QoS 0 message allocates nothing.
 type encoder struct {
 	topic, payload []byte
-	q0             []byte // QoS 0 form
-	q1             []byte // QoS 1/2 form, packet id 0, patched per subscriber
-	q1PidAt        int
-	have0, have1   bool
-	ack            []byte // scratch for small replies
+	// forms[tag][0] is the QoS 0 form, forms[tag][1] the QoS 1/2 form with
+	// packet id 0, patched per subscriber; tag 1 is the Emitter dialect's
+	// topic with a trailing '/'.
+	forms  [2][2]wireForm
+	etopic []byte // topic + "/" for the Emitter form
+	ack    []byte // scratch for small replies
+}
+
+type wireForm struct {
+	b     []byte
+	pidAt int
+	have  bool
 }
 
 func (e *encoder) reset(t, payload []byte) {
 	e.topic, e.payload = t, payload
-	e.have0, e.have1 = false, false
+	for i := range e.forms {
+		e.forms[i][0].have, e.forms[i][1].have = false, false
+	}
 }
 
-func (e *encoder) form0() []byte {
-	if !e.have0 {
-		// Retain is 0 on delivery to existing subscriptions [MQTT-3.3.1-9].
-		p := mqtt.Publish{Topic: e.topic, Payload: e.payload}
-		e.q0 = p.AppendTo(e.q0[:0])
-		e.have0 = true
+// form returns the encoding for a subscription tag and QoS class, encoding
+// it on first use. Retain is 0 on delivery to existing subscriptions
+// [MQTT-3.3.1-9].
+func (e *encoder) form(tag uint8, qos byte) ([]byte, int) {
+	class := min(qos, 1)
+	f := &e.forms[tag&1][class]
+	if !f.have {
+		t := e.topic
+		if tag&tagEmitter != 0 {
+			e.etopic = append(append(e.etopic[:0], e.topic...), '/')
+			t = e.etopic
+		}
+		p := mqtt.Publish{QoS: class, Topic: t, Payload: e.payload}
+		f.b = p.AppendTo(f.b[:0])
+		f.pidAt = p.PacketIDOffset()
+		f.have = true
 	}
-	return e.q0
-}
-
-func (e *encoder) form1() ([]byte, int) {
-	if !e.have1 {
-		p := mqtt.Publish{QoS: 1, Topic: e.topic, Payload: e.payload}
-		e.q1 = p.AppendTo(e.q1[:0])
-		e.q1PidAt = p.PacketIDOffset()
-		e.have1 = true
-	}
-	return e.q1, e.q1PidAt
+	return f.b, f.pidAt
 }
 
 // encoders serve publishes that do not come from a connection (wills,
@@ -53,7 +63,8 @@ var encoders = sync.Pool{New: func() any { return new(encoder) }}
 // publisher's; each subscriber gets min(qos, granted) [MQTT-3.8.4-6]. The
 // hot path: one cached trie lookup, one encoding per form, one copy into
 // each recipient's outbound queue.
-func (s *Server) publish(enc *encoder, t, payload []byte, qos byte, retain bool, from *session) {
+// With noEcho (Emitter's me=0) the publisher's own session is skipped.
+func (s *Server) publish(enc *encoder, t, payload []byte, qos byte, retain bool, from *session, noEcho bool) {
 	if retain {
 		s.retained.set(t, payload, qos, s.log)
 	}
@@ -61,37 +72,49 @@ func (s *Server) publish(enc *encoder, t, payload []byte, qos byte, retain bool,
 	res := s.trie.Match(t)
 	for i := range res.Subs {
 		e := &res.Subs[i]
-		s.deliver(enc, e.Sub, min(qos, e.QoS))
+		if noEcho && e.Sub == from {
+			continue
+		}
+		s.deliver(enc, e.Sub, min(qos, e.QoS), e.Tag)
 	}
 	for _, g := range res.Groups {
 		e := g.Pick()
-		s.deliver(enc, e.Sub, min(qos, e.QoS))
+		s.deliver(enc, e.Sub, min(qos, e.QoS), e.Tag)
 	}
 }
 
-func (s *Server) deliver(enc *encoder, to *session, qos byte) {
+func (s *Server) deliver(enc *encoder, to *session, qos byte, tag uint8) {
+	b, pidAt := enc.form(tag, qos)
 	if qos == 0 {
 		// QoS 0 is not kept for offline sessions; it is "at most once".
-		if c := to.conn.Load(); c != nil && c.enqueue(enc.form0()) {
+		if c := to.conn.Load(); c != nil && c.enqueue(b) {
 			s.messagesOut.Add(1)
 		}
 		return
 	}
-	b, pidAt := enc.form1()
 	to.sendQoS(b, pidAt, qos)
 }
 
-// publishWill publishes a connection's will message (B7).
-func (s *Server) publishWill(from *session, w *willMessage) {
+// publishWill publishes a connection's will message if the connection's key
+// allows it (B7); a forbidden will is dropped and logged.
+func (s *Server) publishWill(from *session, cl *keys.Claims, w *willMessage) {
+	t, ok := s.authorizeWill(cl, w)
+	if !ok {
+		s.denied.Add(1)
+		s.log.Info("will not published: the key does not allow its topic", "client_id", from.id)
+		return
+	}
 	enc := encoders.Get().(*encoder)
-	s.publish(enc, []byte(w.topic), w.payload, w.qos, w.retain, from)
+	s.publish(enc, t, w.payload, w.qos, w.retain, from, false)
 	encoders.Put(enc)
 }
 
 // subscribe adds one filter for sess and returns the SUBACK code: the
 // granted QoS, or 0x80 for a filter that is invalid or over the limits
 // (A16, H7; pinned in docs/mqtt.md). ok reports success.
-func (s *Server) subscribe(sess *session, filter string, qos byte) (code byte, ok bool) {
+// ref, when set, is the Emitter-dialect key that granted the subscription,
+// so it ends with that key.
+func (s *Server) subscribe(sess *session, filter string, qos byte, tag uint8, ref *keyRef) (code byte, ok bool) {
 	if err := topic.ValidateFilter(filter); err != nil {
 		s.log.Debug("subscribe refused", "client_id", sess.id, "err", err)
 		return mqtt.SubackFailure, false
@@ -106,10 +129,18 @@ func (s *Server) subscribe(sess *session, filter string, qos byte) (code byte, o
 	}
 	// A repeated filter replaces the old subscription and keeps one copy
 	// [MQTT-3.8.4-3].
-	if _, err := s.trie.Subscribe(filter, sess, qos, 0); err != nil {
+	if _, err := s.trie.Subscribe(filter, sess, qos, tag); err != nil {
 		return mqtt.SubackFailure, false
 	}
 	sess.subs[filter] = qos
+	if ref != nil {
+		if sess.keyed == nil {
+			sess.keyed = make(map[string]keyRef)
+		}
+		sess.keyed[filter] = *ref
+	} else {
+		delete(sess.keyed, filter)
+	}
 	return qos, true
 }
 
@@ -120,13 +151,14 @@ func (s *Server) unsubscribe(sess *session, filter string) {
 		return
 	}
 	delete(sess.subs, filter)
+	delete(sess.keyed, filter)
 	s.trie.Unsubscribe(filter, sess)
 }
 
 // sendRetained sends the retained messages matching a new subscription,
 // with RETAIN set [MQTT-3.3.1-6], at min(stored QoS, granted QoS). Shared
 // subscriptions get none: they are for work distribution, not state.
-func (s *Server) sendRetained(sess *session, filter string, granted byte) {
+func (s *Server) sendRetained(sess *session, filter string, granted byte, tag uint8) {
 	if _, _, shared := topic.SplitShared(filter); shared {
 		return
 	}
@@ -141,7 +173,11 @@ func (s *Server) sendRetained(sess *session, filter string, granted byte) {
 	var buf []byte
 	for _, m := range msgs {
 		qos := min(m.qos, granted)
-		p := mqtt.Publish{QoS: qos, Retain: true, Topic: m.topic, Payload: m.payload}
+		t := m.topic
+		if tag&tagEmitter != 0 {
+			t = append(append([]byte(nil), t...), '/')
+		}
+		p := mqtt.Publish{QoS: qos, Retain: true, Topic: t, Payload: m.payload}
 		buf = p.AppendTo(buf[:0])
 		if qos == 0 {
 			if c.enqueue(buf) {

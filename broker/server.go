@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/pubsub/pubsub/broker/topic"
+	"github.com/pubsub/pubsub/keys"
 )
 
 // Server is one broker node: the listener, the sessions and the routing
@@ -42,6 +44,11 @@ type Server struct {
 	dropped       atomic.Uint64
 	messagesIn    atomic.Uint64
 	messagesOut   atomic.Uint64
+	denied        atomic.Uint64 // publishes and subscriptions refused by keys
+
+	keyring       *keys.Keyring
+	revocations   *keys.Revocations
+	secretCreated bool
 
 	// flushWork hands connections with pending bytes to idle flushers.
 	flushWork chan *conn
@@ -69,6 +76,12 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		flushWork: make(chan *conn),
 	}
 	s.mqttUpgrader = s.newUpgrader(mqttSubprotocols)
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
+	}
+	if err := s.setupKeys(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -92,7 +105,8 @@ func (s *Server) Serve(ln net.Listener) {
 		ReadHeaderTimeout: 5 * time.Second, // C10: slowloris upgrades
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
-	s.wg.Add(2)
+	s.wg.Add(3)
+	go s.keyEnforcer()
 	go s.acceptLoop(ln, s.httpLn)
 	go func() {
 		defer s.wg.Done()

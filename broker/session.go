@@ -19,7 +19,8 @@ type session struct {
 	conn atomic.Pointer[conn] // nil while the client is offline
 
 	mu       sync.Mutex
-	subs     map[string]byte // filter -> granted QoS
+	subs     map[string]byte   // filter -> granted QoS
+	keyed    map[string]keyRef // filters granted by an Emitter-dialect key
 	inflight []*outbound     // sent, not yet acknowledged, in send order
 	queue    []*outbound     // waiting for an inflight slot or a connection
 	nextID   uint16
@@ -113,12 +114,15 @@ func (s *session) pumpLocked() {
 	}
 }
 
-// resume runs after CONNACK on a new connection: it resends unacknowledged
-// messages with DUP set, then PUBRELs, in their original order
-// [MQTT-4.4.0-1], and then the queue.
+// resume binds a persistent session to its new connection, right after
+// CONNACK was queued on it: it resends unacknowledged messages with DUP set,
+// then PUBRELs, in their original order [MQTT-4.4.0-1], and then the queue.
+// c becomes visible to publishers under s.mu, so sendQoS cannot put a new
+// message on the wire ahead of the resent ones.
 func (s *session) resume(c *conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.conn.Store(c)
 	for _, m := range s.inflight {
 		if m.released {
 			c.enqueue(mqtt.AppendAck(nil, mqtt.TypePubrel, m.id))
@@ -180,8 +184,9 @@ func (s *session) releaseQoS2(id uint16) {
 }
 
 // attach binds c to the session for its client id, taking over any other
-// connection with the same id [MQTT-3.1.4-2]. It reports whether a previous
-// session was resumed (CONNACK session present, [MQTT-3.2.2-2]).
+// connection with the same id [MQTT-3.1.4-2], sets c.sess and queues
+// CONNACK and, for a resumed session, what it kept. It reports whether a
+// previous session was resumed (CONNACK session present, [MQTT-3.2.2-2]).
 func (s *Server) attach(c *conn, p *mqtt.Connect) (*session, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -197,11 +202,18 @@ func (s *Server) attach(c *conn, p *mqtt.Connect) (*session, bool) {
 			old = nil
 		}
 	}
+	// [MQTT-3.2.0-1]: CONNACK must be the first packet on c, so it is
+	// queued before c is stored where publishers can see it; a message
+	// routed in between would otherwise overtake it.
 	if old != nil {
-		old.conn.Store(c)
+		c.sess = old
+		c.enqueueControl(mqtt.AppendConnack(nil, true, mqtt.Accepted))
+		old.resume(c)
 		return old, true
 	}
 	sess := newSession(s, p.ClientID, p.CleanSession)
+	c.sess = sess
+	c.enqueueControl(mqtt.AppendConnack(nil, false, mqtt.Accepted))
 	sess.conn.Store(c)
 	s.sessions[p.ClientID] = sess
 	return sess, false
@@ -233,6 +245,7 @@ func (s *Server) dropSessionLocked(sess *session) {
 		s.trie.Unsubscribe(f, sess)
 	}
 	sess.subs = map[string]byte{}
+	sess.keyed = nil
 	sess.inflight = nil
 	sess.queue = nil
 	sess.qos2in = nil

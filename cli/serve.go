@@ -117,8 +117,16 @@ func runServe(ctx context.Context, opts serveOptions, streams Streams) error {
 	}
 	if opts.printConfig {
 		printable := cfg
-		if printable.Secret != "" {
-			printable.Secret = "<redacted>"
+		redact := func(v *string) {
+			if *v != "" {
+				*v = "<redacted>"
+			}
+		}
+		redact(&printable.Secret)
+		redact(&printable.Keys.EventhubSecret)
+		printable.Keys.Secrets = append([]string(nil), cfg.Keys.Secrets...)
+		for i := range printable.Keys.Secrets {
+			redact(&printable.Keys.Secrets[i])
 		}
 		enc := yaml.NewEncoder(streams.Out)
 		enc.SetIndent(2)
@@ -135,6 +143,13 @@ func runServe(ctx context.Context, opts serveOptions, streams Streams) error {
 	}
 	if err := srv.Start(); err != nil {
 		return err
+	}
+	if key, err := srv.FreshMasterKey(); err != nil {
+		return err
+	} else if key != "" {
+		// Printed once, to the terminal, never logged: the operator needs
+		// a first key to mint others with.
+		fmt.Fprintf(streams.ErrOut, "\nNew secret created in %s.\nMaster key (shown once, keep it safe; mint narrower keys with 'pubsub keygen'):\n\n  %s\n\nTry:\n  PUBSUB_KEY=%s pubsub sub 'chat/#'\n\n", cfg.DataDir, key, key)
 	}
 	if cfg.NoAuth {
 		logger.Warn("AUTHENTICATION IS OFF: every client may publish and subscribe to everything (--no-auth); never run this on a reachable network")

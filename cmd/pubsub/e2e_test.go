@@ -75,11 +75,17 @@ type node struct {
 	done   chan error
 }
 
-// startNode runs `pubsub serve` and waits for /healthz.
+// startNode runs `pubsub serve --no-auth` and waits for /healthz; tests of
+// keys use startNodeWith.
 func startNode(t *testing.T, args ...string) *node {
 	t.Helper()
+	return startNodeWith(t, t.TempDir(), append([]string{"--no-auth"}, args...)...)
+}
+
+func startNodeWith(t *testing.T, dataDir string, args ...string) *node {
+	t.Helper()
 	addr := freePort(t)
-	args = append([]string{"serve", "--listen", addr, "--data-dir", t.TempDir(), "--log-format", "json"}, args...)
+	args = append([]string{"serve", "--listen", addr, "--data-dir", dataDir, "--log-format", "json"}, args...)
 	cmd := exec.Command(binary, args...)
 	n := &node{cmd: cmd, addr: addr, stderr: &syncBuffer{}, done: make(chan error, 1)}
 	cmd.Stderr = n.stderr

@@ -1,0 +1,248 @@
+package broker
+
+import (
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+	"unsafe"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/pubsub/pubsub/broker/topic"
+	"github.com/pubsub/pubsub/keys"
+)
+
+// Access control (DESIGN §5, docs/keys.md). A key can arrive three ways on
+// MQTT: the CONNECT password (for the whole connection), the first level of
+// an Emitter-dialect topic (for that one request), and nothing at all, in
+// which case nothing is allowed unless the node runs with no_auth.
+
+// setupKeys loads the secrets and revocation list before anything is bound.
+// Secret sources, first match wins: config `secret` (PUBSUB_SECRET), then
+// Eventhub's JWT_SECRET (keys.eventhub_secret, allowed short for migration),
+// then DATA_DIR/secret, created on first start.
+func (s *Server) setupKeys() error {
+	var secrets []keys.Secret
+	allowShort := false
+	switch {
+	case s.cfg.Secret != "":
+		sec, err := keys.ParseSecret(s.cfg.Secret)
+		if err != nil {
+			return &ConfigError{Key: "secret", Err: err}
+		}
+		secrets = append(secrets, sec)
+	case s.cfg.Keys.EventhubSecret != "":
+		sec, err := keys.ParseSecret(s.cfg.Keys.EventhubSecret)
+		if err != nil {
+			return &ConfigError{Key: "keys.eventhub_secret", Err: err}
+		}
+		secrets = append(secrets, sec)
+		allowShort = true
+	default:
+		sec, created, err := keys.LoadOrCreateSecretFile(s.cfg.DataDir)
+		if err != nil {
+			return fmt.Errorf("data dir secret: %w", err)
+		}
+		secrets = append(secrets, sec)
+		s.secretCreated = created
+	}
+	for i, text := range s.cfg.Keys.Secrets {
+		sec, err := keys.ParseSecret(text)
+		if err != nil {
+			return &ConfigError{Key: fmt.Sprintf("keys.secrets[%d]", i), Err: err}
+		}
+		secrets = append(secrets, sec)
+	}
+	rev, err := keys.OpenRevocations(filepath.Join(s.cfg.DataDir, keys.RevocationsFileName))
+	if err != nil {
+		return fmt.Errorf("revocation list: %w", err)
+	}
+	ring, err := keys.NewKeyring(keys.KeyringOptions{
+		RequireExp:       s.cfg.Keys.RequireExp,
+		Leeway:           5 * time.Second,
+		AllowShortSecret: allowShort,
+		Revocations:      rev,
+	}, secrets...)
+	if err != nil {
+		if errors.Is(err, keys.ErrSecretTooShort) {
+			return &ConfigError{Key: "secret", Err: fmt.Errorf("%w: make one with 'pubsub keygen secret'", err)}
+		}
+		return err
+	}
+	for _, id := range ring.ShortSecretIDs() {
+		s.log.Warn("the Eventhub JWT_SECRET is shorter than 32 bytes; it is accepted for migration only. "+
+			"Rotate without breaking clients: add a strong secret first (secret: <pubsub keygen secret>, keys.secrets: [old]), "+
+			"re-issue keys, then drop the old one", "kid", id)
+	}
+	s.keyring, s.revocations = ring, rev
+	return nil
+}
+
+// Keyring is the node's keyring (for keygen and tests).
+func (s *Server) Keyring() *keys.Keyring { return s.keyring }
+
+// FreshMasterKey mints a master key when this start created the node's
+// secret, so `pubsub serve` can print it once; "" otherwise.
+func (s *Server) FreshMasterKey() (string, error) {
+	if !s.secretCreated {
+		return "", nil
+	}
+	c := keys.Claims{Subject: "master", Perm: keys.PermMaster.String(), Read: []string{"#"}, Write: []string{"#"}}
+	if s.cfg.Keys.RequireExp {
+		c.ExpiresAt = jwtTime(time.Now().Add(365 * 24 * time.Hour))
+	}
+	return s.keyring.Sign(c)
+}
+
+// verifyKey checks a key presented by c, caching good ones per connection:
+// verifying a JWT costs tens of microseconds, checking expiry and the
+// revocation list on a cached one costs nanoseconds.
+func (c *conn) verifyKey(token string) (*keys.Claims, error) {
+	if cl, ok := c.keyCache[token]; ok {
+		if err := c.srv.stillValid(cl); err != nil {
+			delete(c.keyCache, token)
+			return nil, err
+		}
+		return cl, nil
+	}
+	cl, err := c.srv.keyring.Verify(token)
+	if err != nil {
+		return nil, err
+	}
+	if c.keyCache == nil || len(c.keyCache) >= 16 {
+		c.keyCache = make(map[string]*keys.Claims, 4)
+	}
+	c.keyCache[token] = cl
+	return cl, nil
+}
+
+// stillValid re-checks the parts of a verified key that change with time.
+func (s *Server) stillValid(cl *keys.Claims) error {
+	if cl.ExpiresAt != nil && time.Now().After(cl.ExpiresAt.Time.Add(5*time.Second)) {
+		return keys.ErrExpired
+	}
+	if cl.ID != "" && s.revocations.IsRevoked(cl.ID) {
+		return keys.ErrRevoked
+	}
+	return nil
+}
+
+// bytesView reads b as a string without copying, for calls that neither keep
+// nor modify it (the key checks), so authorising a PUBLISH does not allocate.
+func bytesView(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// canPublish reports whether claims allow publishing to topic.
+func (s *Server) canPublish(cl *keys.Claims, t []byte) bool {
+	if s.cfg.NoAuth {
+		return true
+	}
+	return cl != nil && cl.CanPublish(bytesView(t))
+}
+
+// canSubscribe reports whether claims allow subscribing to filter; a shared
+// subscription is judged by its inner filter.
+func (s *Server) canSubscribe(cl *keys.Claims, filter string) bool {
+	if s.cfg.NoAuth {
+		return true
+	}
+	if cl == nil {
+		return false
+	}
+	if _, inner, ok := topic.SplitShared(filter); ok {
+		filter = inner
+	}
+	return cl.CanSubscribe(filter)
+}
+
+// keyRef remembers which key granted an Emitter-dialect subscription, so it
+// can end when that key expires or is revoked (E8).
+type keyRef struct {
+	jti     string
+	expires time.Time // zero: never
+}
+
+func refOf(cl *keys.Claims) keyRef {
+	if cl == nil {
+		return keyRef{}
+	}
+	r := keyRef{jti: cl.ID}
+	if cl.ExpiresAt != nil {
+		r.expires = cl.ExpiresAt.Time
+	}
+	return r
+}
+
+// Revoke revokes a key id node-wide: it is persisted, and connections and
+// subscriptions that rest on it end at once (E8).
+func (s *Server) Revoke(jti string, until time.Time) error {
+	if err := s.revocations.Revoke(jti, until); err != nil {
+		return err
+	}
+	s.enforceKeys()
+	return nil
+}
+
+// enforceKeys ends connections whose CONNECT key expired or was revoked and
+// subscriptions whose key did. It runs every second and after a revocation.
+func (s *Server) enforceKeys() {
+	now := time.Now()
+	s.conns.Range(func(k, _ any) bool {
+		c := k.(*conn)
+		if cl := c.claims.Load(); cl != nil && s.stillValid(cl) != nil {
+			c.closeAs(reasonKeyExpired)
+		}
+		return true
+	})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sess := range s.sessions {
+		sess.dropExpiredSubs(now)
+	}
+}
+
+// dropExpiredSubs removes subscriptions granted by a key that has expired or
+// been revoked since.
+func (sess *session) dropExpiredSubs(now time.Time) {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	if len(sess.keyed) == 0 {
+		return
+	}
+	for f, ref := range sess.keyed {
+		expired := !ref.expires.IsZero() && now.After(ref.expires.Add(5*time.Second))
+		if expired || (ref.jti != "" && sess.srv.revocations.IsRevoked(ref.jti)) {
+			delete(sess.keyed, f)
+			delete(sess.subs, f)
+			sess.srv.trie.Unsubscribe(f, sess)
+		}
+	}
+}
+
+// keyEnforcer runs enforceKeys every second: one goroutine per node, not a
+// timer per connection.
+func (s *Server) keyEnforcer() {
+	defer s.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			s.enforceKeys()
+		case <-s.done:
+			return
+		}
+	}
+}
+
+// newConnID makes the 26-character id the Emitter `me` request returns and
+// extend keys build private channels from.
+func newConnID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:])
+}
+
+func jwtTime(t time.Time) *jwt.NumericDate { return jwt.NewNumericDate(t) }
