@@ -21,8 +21,8 @@ type session struct {
 	mu       sync.Mutex
 	subs     map[string]byte   // filter -> granted QoS
 	keyed    map[string]keyRef // filters granted by an Emitter-dialect key
-	inflight []*outbound     // sent, not yet acknowledged, in send order
-	queue    []*outbound     // waiting for an inflight slot or a connection
+	inflight []*outbound       // sent, not yet acknowledged, in send order
+	queue    []*outbound       // waiting for an inflight slot or a connection
 	nextID   uint16
 	qos2in   map[uint16]struct{} // QoS 2 ids received and not yet released
 	dropped  uint64              // messages dropped from a full queue
