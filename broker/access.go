@@ -145,9 +145,7 @@ func (c *conn) sendJSON(t string, body map[string]any, packetID uint16) {
 		return
 	}
 	p := mqtt.Publish{Topic: []byte(t), Payload: payload}
-	if c.enqueue(p.AppendTo(nil)) {
-		c.srv.messagesOut.Add(1)
-	}
+	c.enqueue(p.AppendTo(nil))
 }
 
 // authorizeWill decides whether a connection's will may be published: the

@@ -29,6 +29,25 @@ type Config struct {
 
 	Keys   KeysConfig   `yaml:"keys"`
 	Limits LimitsConfig `yaml:"limits"`
+	Stats  StatsConfig  `yaml:"stats"`
+
+	// Version is the build version, reported in stats; not configurable.
+	Version string `yaml:"-"`
+}
+
+// StatsConfig controls the node's figures (DESIGN §8).
+type StatsConfig struct {
+	// Interval between snapshots on $SYS/stats/<node> and to StatsD.
+	Interval Duration     `yaml:"interval"`
+	StatsD   StatsDConfig `yaml:"statsd"`
+}
+
+// StatsDConfig sends the figures to a StatsD server when Address is set.
+type StatsDConfig struct {
+	Address    string   `yaml:"address"`     // host:port (UDP)
+	Prefix     string   `yaml:"prefix"`      // default "pubsub"
+	TagsFormat string   `yaml:"tags_format"` // "", "datadog" or "influxdb"
+	Tags       []string `yaml:"tags"`        // "key=value" pairs
 }
 
 // KeysConfig tunes channel-key verification (DESIGN §5, docs/keys.md).
@@ -95,6 +114,7 @@ func DefaultConfig() Config {
 			MaxSubscriptions: 10000,
 			MaxRetained:      1_000_000,
 		},
+		Stats: StatsConfig{Interval: Duration(time.Second)},
 	}
 }
 
@@ -320,6 +340,14 @@ func (c *Config) Validate() error {
 	case "auto", "text", "json":
 	default:
 		return bad("log_format", "want auto, text or json, got %q", c.LogFormat)
+	}
+	if c.Stats.Interval < Duration(100*time.Millisecond) {
+		return bad("stats.interval", "must be at least 100ms, got %s", c.Stats.Interval)
+	}
+	if c.Stats.StatsD.Address != "" {
+		if err := c.Stats.StatsD.sinkConfig().Validate(); err != nil {
+			return bad("stats.statsd", "%v", err)
+		}
 	}
 	l := c.Limits
 	if l.MaxConnections < 0 {

@@ -67,7 +67,10 @@ type willMessage struct {
 
 // outBuf is a pooled outbound buffer. Pointers go through the pool, so
 // recycling does not allocate.
-type outBuf struct{ b []byte }
+type outBuf struct {
+	b     []byte
+	since int64 // unix ns the oldest message in b was routed; 0 = unknown
+}
 
 // maxPooledBuf keeps one burst's large buffer from being pinned by the pool.
 const maxPooledBuf = 64 << 10
@@ -79,6 +82,7 @@ func putOutBuf(b *outBuf) {
 		return
 	}
 	b.b = b.b[:0]
+	b.since = 0
 	outBufs.Put(b)
 }
 
@@ -253,6 +257,7 @@ func (c *conn) handleConnect(body []byte) error {
 		c.claims.Store(cl)
 	}
 	c.id = newConnID()
+	c.srv.stats.AddConnectionsTotal(1)
 	c.keepalive = keepalive
 	// attach sets c.sess and queues CONNACK, then anything the session
 	// kept [MQTT-4.4.0-1], before publishers can reach c [MQTT-3.2.0-1].
@@ -266,7 +271,8 @@ func (c *conn) handlePublish(flags byte, body []byte) error {
 	if err := mqtt.DecodePublish(flags, body, &p); err != nil {
 		return err
 	}
-	c.srv.messagesIn.Add(1)
+	c.srv.stats.AddMessagesIn(1)
+	c.srv.stats.AddBytesIn(int64(len(p.Payload)))
 	switch p.QoS {
 	case 0:
 		c.routePublish(&p)
@@ -360,7 +366,11 @@ func (c *conn) enqueueControl(b []byte) { c.enqueue(b) }
 // never blocks on the socket: a connection whose pending bytes would pass
 // limits.max_pending_bytes is closed as a slow consumer instead (H1), so one
 // stalled reader never holds up a publisher or eats the node's memory.
-func (c *conn) enqueue(b []byte) bool {
+func (c *conn) enqueue(b []byte) bool { return c.enqueueAt(b, 0) }
+
+// enqueueAt is enqueue for a routed message; routedAt (unix ns) stamps the
+// batch it starts, for the publish-to-deliver latency figure.
+func (c *conn) enqueueAt(b []byte, routedAt int64) bool {
 	c.omu.Lock()
 	if c.oclosed {
 		c.omu.Unlock()
@@ -378,6 +388,9 @@ func (c *conn) enqueue(b []byte) bool {
 	}
 	if c.out == nil {
 		c.out = outBufs.Get().(*outBuf)
+	}
+	if c.out.since == 0 {
+		c.out.since = routedAt
 	}
 	c.out.b = append(c.out.b, b...)
 	start := !c.writing
@@ -451,10 +464,16 @@ func (c *conn) flush() {
 
 		_ = c.nc.SetWriteDeadline(time.Now().Add(wt))
 		_, err := c.nc.Write(buf.b)
+		if err == nil && buf.since != 0 {
+			// One observation per write: the oldest message in it waited
+			// longest, so this is the batch's worst latency.
+			c.srv.stats.ObserveLatency(time.Duration(time.Now().UnixNano() - buf.since))
+		}
 
 		c.omu.Lock()
 		c.writingLen = 0
 		buf.b = buf.b[:0]
+		buf.since = 0
 		if cap(buf.b) > maxPooledBuf {
 			buf = nil // let a burst's large buffer go
 		}
@@ -481,7 +500,7 @@ func (c *conn) flush() {
 // the session. Safe from any goroutine, any number of times.
 func (c *conn) closeAs(reason string) {
 	if c.closeReason.CompareAndSwap(nil, &reason) && reason == reasonSlowConsumer {
-		c.srv.slowConsumers.Add(1)
+		c.srv.stats.AddSlowConsumers(1)
 		c.srv.log.Warn("closing slow consumer", "client_id", c.clientID(), "remote", c.remote())
 	}
 	c.nc.Close()

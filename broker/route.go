@@ -2,6 +2,7 @@ package broker
 
 import (
 	"sync"
+	"time"
 
 	"github.com/pubsub/pubsub/broker/mqtt"
 	"github.com/pubsub/pubsub/broker/topic"
@@ -20,6 +21,7 @@ type encoder struct {
 	forms  [2][2]wireForm
 	etopic []byte // topic + "/" for the Emitter form
 	ack    []byte // scratch for small replies
+	now    int64  // unix ns when the publish was routed
 }
 
 type wireForm struct {
@@ -70,29 +72,46 @@ func (s *Server) publish(enc *encoder, t, payload []byte, qos byte, retain bool,
 	}
 	enc.reset(t, payload)
 	res := s.trie.Match(t)
+	if len(res.Subs) == 0 && len(res.Groups) == 0 {
+		return
+	}
+	// One clock read per publish stamps the batches it starts, for the
+	// publish-to-deliver latency measured when they are written.
+	enc.now = time.Now().UnixNano()
+	delivered := 0
 	for i := range res.Subs {
 		e := &res.Subs[i]
 		if noEcho && e.Sub == from {
 			continue
 		}
-		s.deliver(enc, e.Sub, min(qos, e.QoS), e.Tag)
+		delivered += s.deliver(enc, e.Sub, min(qos, e.QoS), e.Tag)
 	}
 	for _, g := range res.Groups {
 		e := g.Pick()
-		s.deliver(enc, e.Sub, min(qos, e.QoS), e.Tag)
+		delivered += s.deliver(enc, e.Sub, min(qos, e.QoS), e.Tag)
+	}
+	// Counted once per publish, not per recipient: two atomic adds instead
+	// of two per delivery.
+	if delivered > 0 {
+		s.stats.AddMessagesOut(int64(delivered))
+		s.stats.AddBytesOut(int64(delivered * len(payload)))
 	}
 }
 
-func (s *Server) deliver(enc *encoder, to *session, qos byte, tag uint8) {
+// deliver hands one message to a session; it returns 1 when a QoS 0 copy
+// was queued on a connection (QoS 1/2 deliveries are counted when they go
+// on the wire, in session.sendLocked).
+func (s *Server) deliver(enc *encoder, to *session, qos byte, tag uint8) int {
 	b, pidAt := enc.form(tag, qos)
 	if qos == 0 {
 		// QoS 0 is not kept for offline sessions; it is "at most once".
-		if c := to.conn.Load(); c != nil && c.enqueue(b) {
-			s.messagesOut.Add(1)
+		if c := to.conn.Load(); c != nil && c.enqueueAt(b, enc.now) {
+			return 1
 		}
-		return
+		return 0
 	}
-	to.sendQoS(b, pidAt, qos)
+	to.sendQoS(b, pidAt, qos, len(enc.payload))
+	return 0
 }
 
 // publishWill publishes a connection's will message if the connection's key
@@ -181,11 +200,11 @@ func (s *Server) sendRetained(sess *session, filter string, granted byte, tag ui
 		buf = p.AppendTo(buf[:0])
 		if qos == 0 {
 			if c.enqueue(buf) {
-				s.messagesOut.Add(1)
+				s.stats.AddMessagesOut(1)
 			}
 			continue
 		}
-		sess.sendQoS(buf, p.PacketIDOffset(), qos)
+		sess.sendQoS(buf, p.PacketIDOffset(), qos, len(m.payload))
 	}
 }
 

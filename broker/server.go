@@ -17,6 +17,7 @@ import (
 
 	"github.com/pubsub/pubsub/broker/topic"
 	"github.com/pubsub/pubsub/keys"
+	"github.com/pubsub/pubsub/stats"
 )
 
 // Server is one broker node: the listener, the sessions and the routing
@@ -39,12 +40,11 @@ type Server struct {
 
 	mqttUpgrader *websocket.Upgrader
 
-	// counters read by stats and tests; atomic so the hot path takes no lock.
-	slowConsumers atomic.Uint64
-	dropped       atomic.Uint64
-	messagesIn    atomic.Uint64
-	messagesOut   atomic.Uint64
-	denied        atomic.Uint64 // publishes and subscriptions refused by keys
+	// stats holds the node's figures; its methods are single atomic ops.
+	stats *stats.Node
+	// gauges last carried into stats (see Snapshot)
+	reportedConns, reportedSubs atomic.Int64
+	denied                      atomic.Uint64 // publishes and subscriptions refused by keys
 
 	keyring       *keys.Keyring
 	revocations   *keys.Revocations
@@ -76,6 +76,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		flushWork: make(chan *conn),
 	}
 	s.mqttUpgrader = s.newUpgrader(mqttSubprotocols)
+	s.stats = stats.NewNode(stats.Info{Name: nodeName(cfg), Address: cfg.Listen, Version: cfg.Version, Start: time.Now()})
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}
@@ -105,7 +106,8 @@ func (s *Server) Serve(ln net.Listener) {
 		ReadHeaderTimeout: 5 * time.Second, // C10: slowloris upgrades
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
-	s.wg.Add(3)
+	s.wg.Add(4)
+	go s.statsLoop()
 	go s.keyEnforcer()
 	go s.acceptLoop(ln, s.httpLn)
 	go func() {
@@ -162,6 +164,7 @@ type Counters struct {
 	MessagesOut   uint64
 	Dropped       uint64
 	SlowConsumers uint64
+	Denied        uint64 // publishes and subscriptions refused by keys
 }
 
 // Counters reads the node's figures (for stats and tests).
@@ -169,15 +172,17 @@ func (s *Server) Counters() Counters {
 	s.mu.Lock()
 	n := len(s.sessions)
 	s.mu.Unlock()
+	snap := s.Snapshot()
 	return Counters{
 		Connections:   s.online.Load(),
 		Sessions:      n,
 		Subscriptions: s.trie.Len(),
 		Retained:      s.retained.Len(),
-		MessagesIn:    s.messagesIn.Load(),
-		MessagesOut:   s.messagesOut.Load(),
-		Dropped:       s.dropped.Load(),
-		SlowConsumers: s.slowConsumers.Load(),
+		MessagesIn:    snap.MessagesIn,
+		MessagesOut:   snap.MessagesOut,
+		Dropped:       snap.Dropped,
+		SlowConsumers: snap.SlowConsumers,
+		Denied:        s.denied.Load(),
 	}
 }
 
@@ -197,6 +202,8 @@ func (s *Server) httpHandler() http.Handler {
 	mux.HandleFunc("/health", health) // Emitter's path
 	mux.HandleFunc("/livez", health)
 	mux.HandleFunc("/readyz", health)
+	mux.HandleFunc("/stats", s.serveStats)
+	mux.Handle("/metrics", s.metricsHandler())
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if websocket.IsWebSocketUpgrade(r) {
 			if offersMQTT(r) {

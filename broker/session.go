@@ -36,6 +36,8 @@ type outbound struct {
 	pidAt int // offset of the packet id in pkt
 	qos   byte
 	id    uint16
+	// payloadLen is counted as bytes out when the message goes on the wire.
+	payloadLen int
 	// released: PUBREC received for a QoS 2 message; what is left to send
 	// is PUBREL [MQTT-4.3.3-1].
 	released bool
@@ -49,11 +51,11 @@ func newSession(srv *Server, id string, clean bool) *session {
 // connected and its inflight window has room, otherwise queued (bounded;
 // the oldest is dropped and counted when full, H6). The conn's outbound
 // queue is fed while s.mu is held so packet ids go out in order.
-func (s *session) sendQoS(encoded []byte, pidAt int, qos byte) {
+func (s *session) sendQoS(encoded []byte, pidAt int, qos byte, payloadLen int) {
 	pkt := make([]byte, len(encoded))
 	copy(pkt, encoded)
 	pkt[0] = pkt[0]&^0x06 | qos<<1
-	m := &outbound{pkt: pkt, pidAt: pidAt, qos: qos}
+	m := &outbound{pkt: pkt, pidAt: pidAt, qos: qos, payloadLen: payloadLen}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -67,7 +69,7 @@ func (s *session) sendQoS(encoded []byte, pidAt int, qos byte) {
 		s.queue[0] = nil
 		s.queue = s.queue[1:]
 		s.dropped++
-		s.srv.dropped.Add(1)
+		s.srv.stats.AddDropped(1)
 	}
 	s.queue = append(s.queue, m)
 }
@@ -79,7 +81,8 @@ func (s *session) sendLocked(m *outbound) {
 	m.pkt[m.pidAt+1] = byte(m.id)
 	s.inflight = append(s.inflight, m)
 	if c := s.conn.Load(); c != nil && c.enqueue(m.pkt) {
-		s.srv.messagesOut.Add(1)
+		s.srv.stats.AddMessagesOut(1)
+		s.srv.stats.AddBytesOut(int64(m.payloadLen))
 	}
 }
 
