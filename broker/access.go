@@ -3,6 +3,8 @@ package broker
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"time"
 
 	"github.com/pubsub/pubsub/broker/mqtt"
 	"github.com/pubsub/pubsub/broker/topic"
@@ -33,41 +35,61 @@ func needsDialect(t []byte) bool {
 // PUBLISH is not routed; it is still acknowledged by the caller so the
 // client's QoS flow ends, counted, and answered on emitter/error/ for
 // Emitter-dialect clients (policy pinned in docs/keys.md, E11).
-func (c *conn) routePublish(p *mqtt.Publish) {
+func (c *conn) routePublish(p *mqtt.Publish) error {
 	t := p.Topic
 	cl := c.claims.Load()
 	noEcho := false
 	emitter := false
+	var ttl time.Duration
 	if needsDialect(t) {
 		pt, err := parseTopic(string(t), false)
 		if err != nil {
 			c.emitterError(p.PacketID, 400, err.Error())
-			return
+			return nil
 		}
 		emitter = pt.emitter
 		if pt.api != "" {
 			c.handleAPI(pt, string(p.Topic), p)
-			return
+			return nil
 		}
 		if pt.key != "" {
 			if cl, err = c.verifyKey(pt.key); err != nil {
 				c.denyPublish(p, true, "the security key provided is not authorized to perform this operation")
-				return
+				return nil
 			}
 		}
 		if err := topic.ValidateTopic([]byte(pt.route)); err != nil {
 			// Emitter answers a wildcard publish with 403.
 			c.emitterError(p.PacketID, 403, "the channel must be static to publish")
-			return
+			return nil
 		}
 		t = []byte(pt.route)
 		noEcho = pt.opts.noEcho
+		ttl = time.Duration(pt.opts.ttl) * time.Second
 	}
 	if !c.srv.canPublish(cl, t) {
 		c.denyPublish(p, emitter, "the security key provided is not authorized to perform this operation")
-		return
+		return nil
 	}
+	c.enc.origin = c.origin
 	c.srv.publish(&c.enc, t, p.Payload, p.QoS, p.Retain, c.sess, noEcho)
+	// Stored after routing, before the caller's PUBACK: with storage.sync
+	// always the message is on disk when the client hears it was taken.
+	// ttl=N needs a key with 's' (Emitter stores silently otherwise).
+	if ttl > 0 && !c.srv.cfg.NoAuth && (cl == nil || !cl.CanStore(bytesView(t))) {
+		ttl = 0
+	}
+	if rec := c.srv.recordTTL(t); rec > ttl {
+		ttl = rec
+	}
+	if err := c.srv.storeMessage(&c.enc, t, p.Payload, p.QoS, c.sess.id, ttl); err != nil {
+		c.srv.log.Error("message not stored", "err", err)
+		if p.QoS > 0 {
+			// F6: no PUBACK for what was not kept; the client resends.
+			return fmt.Errorf("store: %w", err)
+		}
+	}
+	return nil
 }
 
 func (c *conn) denyPublish(p *mqtt.Publish, emitter bool, msg string) {
@@ -119,6 +141,9 @@ func (c *conn) subscribeOne(raw string, qos byte, packetID uint16) (grantedSub, 
 	if !ok {
 		return grantedSub{}, code
 	}
+	// History asked for with last/from/until goes out before the SUBACK
+	// (Emitter's order; DESIGN §4).
+	c.replayMQTT(pt, cl, tag, code)
 	return grantedSub{filter: pt.route, qos: code, tag: tag}, code
 }
 

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/pubsub/pubsub/broker/topic"
 )
 
 // Config is everything a node reads at start. Precedence (DESIGN §9):
@@ -27,12 +29,66 @@ type Config struct {
 	NoAuth    bool   `yaml:"no_auth"`
 	Secret    string `yaml:"secret"`
 
-	Keys   KeysConfig   `yaml:"keys"`
-	Limits LimitsConfig `yaml:"limits"`
-	Stats  StatsConfig  `yaml:"stats"`
+	Keys    KeysConfig    `yaml:"keys"`
+	Limits  LimitsConfig  `yaml:"limits"`
+	Stats   StatsConfig   `yaml:"stats"`
+	Storage StorageConfig `yaml:"storage"`
+	TLS     TLSConfig     `yaml:"tls"`
 
 	// Version is the build version, reported in stats; not configurable.
 	Version string `yaml:"-"`
+}
+
+// TLSConfig serves MQTT, WebSocket and HTTP over TLS on a second port, with
+// the same one-port sniffing as the plain listener (docs/tls.md). TLS is on
+// when a certificate (files or PEM) or an ACME host is configured.
+type TLSConfig struct {
+	// Listen is the TLS address; empty means ":8443" once TLS is on.
+	Listen string `yaml:"listen"`
+	// CertFile and KeyFile are PEM files (the certificate file may carry
+	// the chain after the leaf). SIGHUP re-reads them (Server.ReloadTLS).
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// CertPEM and KeyPEM hold the PEM text itself, for platforms that hand
+	// secrets over as environment variables (PUBSUB_TLS_CERT_PEM,
+	// PUBSUB_TLS_KEY_PEM). A value written on one line with literal "\n"
+	// separators is accepted too.
+	CertPEM string `yaml:"cert_pem"`
+	KeyPEM  string `yaml:"key_pem"`
+	// Host lists the DNS names to obtain certificates for over ACME (Let's
+	// Encrypt) with golang.org/x/crypto/acme/autocert. The CA must reach
+	// this node on port 443 (tls.listen) or port 80 (listen).
+	Host StringList `yaml:"host"`
+	// ACMECache keeps the ACME account key and certificates across
+	// restarts (created 0700); empty means DATA_DIR/acme.
+	ACMECache string `yaml:"acme_cache"`
+	// ACMEEmail is given to the CA for expiry and problem notices; optional.
+	ACMEEmail string `yaml:"acme_email"`
+}
+
+// StorageConfig controls message history (DESIGN §6, docs/storage.md).
+type StorageConfig struct {
+	// Provider is "memory" (default, bounded by max_bytes) or "disk"
+	// (data_dir/store, survives restarts).
+	Provider string `yaml:"provider"`
+	// Sync is "always" (fsync before a QoS 1 PUBACK) or an interval: a crash
+	// loses at most that much of the latest writes.
+	Sync string `yaml:"sync"`
+	// MaxBytes bounds stored history; the oldest is evicted first. 0 = the
+	// provider's default (256 MiB in memory, unbounded on disk).
+	MaxBytes ByteSize `yaml:"max_bytes"`
+	// MaxPerTopic caps messages kept per topic; 0 = no cap.
+	MaxPerTopic int `yaml:"max_per_topic"`
+	// MaxTTL caps how long any message is kept; 0 = no cap.
+	MaxTTL Duration `yaml:"max_ttl"`
+	// DefaultTTL is how long JSON-RPC publishes and storage.record topics
+	// are kept (Eventhub's default_cache_ttl, 60 s).
+	DefaultTTL Duration `yaml:"default_ttl"`
+	// Record lists filters whose messages are always stored.
+	Record []string `yaml:"record"`
+	// MaxRequestLimit caps one history request (Eventhub's
+	// max_cache_request_limit).
+	MaxRequestLimit int `yaml:"max_request_limit"`
 }
 
 // StatsConfig controls the node's figures (DESIGN §8).
@@ -115,6 +171,12 @@ func DefaultConfig() Config {
 			MaxRetained:      1_000_000,
 		},
 		Stats: StatsConfig{Interval: Duration(time.Second)},
+		Storage: StorageConfig{
+			Provider:        "memory",
+			Sync:            "100ms",
+			DefaultTTL:      Duration(60 * time.Second),
+			MaxRequestLimit: 100,
+		},
 	}
 }
 
@@ -341,6 +403,28 @@ func (c *Config) Validate() error {
 	default:
 		return bad("log_format", "want auto, text or json, got %q", c.LogFormat)
 	}
+	switch c.Storage.Provider {
+	case "memory", "disk":
+	default:
+		return bad("storage.provider", "want memory or disk, got %q", c.Storage.Provider)
+	}
+	if _, err := parseSync(c.Storage.Sync); err != nil {
+		return bad("storage.sync", "%v", err)
+	}
+	if c.Storage.MaxBytes < 0 || c.Storage.MaxPerTopic < 0 || c.Storage.MaxTTL < 0 {
+		return bad("storage", "max_bytes, max_per_topic and max_ttl must be >= 0")
+	}
+	if c.Storage.DefaultTTL < 0 {
+		return bad("storage.default_ttl", "must be >= 0, got %s", c.Storage.DefaultTTL)
+	}
+	if c.Storage.MaxRequestLimit < 1 {
+		return bad("storage.max_request_limit", "must be >= 1, got %d", c.Storage.MaxRequestLimit)
+	}
+	for i, f := range c.Storage.Record {
+		if err := topic.ValidateFilter(f); err != nil {
+			return bad(fmt.Sprintf("storage.record[%d]", i), "%v", err)
+		}
+	}
 	if c.Stats.Interval < Duration(100*time.Millisecond) {
 		return bad("stats.interval", "must be at least 100ms, got %s", c.Stats.Interval)
 	}
@@ -380,7 +464,9 @@ func (c *Config) Validate() error {
 	if l.MaxRetained < 0 {
 		return bad("limits.max_retained", "must be >= 0 (0 = no limit), got %d", l.MaxRetained)
 	}
-	return nil
+	// Certificates are read and matched here, so a broken pair stops the
+	// start before any port is bound (I3).
+	return c.TLS.validate(c.Listen)
 }
 
 // Duration is a time.Duration written as "10s" in YAML and printed the same way.
@@ -411,6 +497,31 @@ func parseDuration(s string) (Duration, error) {
 		return 0, fmt.Errorf("want a duration such as 10s or 5m, got %q", s)
 	}
 	return Duration(d), nil
+}
+
+// StringList is a list of strings written as a YAML sequence, a single
+// scalar, or comma-separated text ("a.example.com,b.example.com"), which is
+// also how the environment and flags spell it.
+type StringList []string
+
+// UnmarshalYAML accepts a sequence or a (comma-separated) scalar.
+func (l *StringList) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		var parts []string
+		for _, p := range strings.Split(n.Value, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				parts = append(parts, p)
+			}
+		}
+		*l = parts
+		return nil
+	}
+	var items []string
+	if err := n.Decode(&items); err != nil {
+		return err
+	}
+	*l = items
+	return nil
 }
 
 // ByteSize is a size in bytes written as "1MiB", "512KiB" or a plain number.

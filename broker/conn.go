@@ -26,6 +26,7 @@ type conn struct {
 
 	// Set by the reading goroutine during CONNECT, read-only afterwards.
 	id        string // connection id (Emitter `me`, private channels)
+	origin    string // the CONNECT key's subject: JSON-RPC pushes' origin
 	sess      *session
 	connected bool
 	keepalive time.Duration
@@ -255,6 +256,7 @@ func (c *conn) handleConnect(body []byte) error {
 			return c.refuse(mqtt.RefusedNotAuthorized, "invalid key")
 		}
 		c.claims.Store(cl)
+		c.origin = cl.Subject
 	}
 	c.id = newConnID()
 	c.srv.stats.AddConnectionsTotal(1)
@@ -275,15 +277,19 @@ func (c *conn) handlePublish(flags byte, body []byte) error {
 	c.srv.stats.AddBytesIn(int64(len(p.Payload)))
 	switch p.QoS {
 	case 0:
-		c.routePublish(&p)
+		return c.routePublish(&p)
 	case 1:
-		c.routePublish(&p)
+		if err := c.routePublish(&p); err != nil {
+			return err
+		}
 		c.enqueueControl(mqtt.AppendAck(c.enc.ack[:0], mqtt.TypePuback, p.PacketID))
 	case 2:
 		// Route once per packet id until PUBREL releases it, so a resent
 		// PUBLISH with DUP is not delivered twice (B4) [MQTT-4.3.3-2].
 		if c.sess.receiveQoS2(p.PacketID) {
-			c.routePublish(&p)
+			if err := c.routePublish(&p); err != nil {
+				return err
+			}
 		}
 		c.enqueueControl(mqtt.AppendAck(c.enc.ack[:0], mqtt.TypePubrec, p.PacketID))
 	}
@@ -366,17 +372,21 @@ func (c *conn) enqueueControl(b []byte) { c.enqueue(b) }
 // never blocks on the socket: a connection whose pending bytes would pass
 // limits.max_pending_bytes is closed as a slow consumer instead (H1), so one
 // stalled reader never holds up a publisher or eats the node's memory.
-func (c *conn) enqueue(b []byte) bool { return c.enqueueAt(b, 0) }
+func (c *conn) enqueue(b []byte) bool { return c.enqueueParts(nil, b, 0) }
 
 // enqueueAt is enqueue for a routed message; routedAt (unix ns) stamps the
 // batch it starts, for the publish-to-deliver latency figure.
-func (c *conn) enqueueAt(b []byte, routedAt int64) bool {
+func (c *conn) enqueueAt(b []byte, routedAt int64) bool { return c.enqueueParts(nil, b, routedAt) }
+
+// enqueueParts queues head then b as one unit (a JSON-RPC push is a
+// per-subscription head and a per-message body).
+func (c *conn) enqueueParts(head, b []byte, routedAt int64) bool {
 	c.omu.Lock()
 	if c.oclosed {
 		c.omu.Unlock()
 		return false
 	}
-	pending := c.writingLen + len(b)
+	pending := c.writingLen + len(head) + len(b)
 	if c.out != nil {
 		pending += len(c.out.b)
 	}
@@ -392,7 +402,7 @@ func (c *conn) enqueueAt(b []byte, routedAt int64) bool {
 	if c.out.since == 0 {
 		c.out.since = routedAt
 	}
-	c.out.b = append(c.out.b, b...)
+	c.out.b = append(append(c.out.b, head...), b...)
 	start := !c.writing
 	c.writing = true
 	c.omu.Unlock()

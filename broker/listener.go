@@ -116,18 +116,31 @@ func (s *Server) sniff(nc net.Conn, httpLn *connListener) {
 		_ = tc.SetNoDelay(true)
 	}
 	_ = nc.SetReadDeadline(time.Now().Add(time.Duration(s.cfg.Limits.ConnectTimeout)))
-	var first [1]byte
-	if _, err := io.ReadFull(nc, first[:]); err != nil {
+	var first [2]byte
+	if _, err := io.ReadFull(nc, first[:1]); err != nil {
 		nc.Close()
 		return
 	}
+	n := 1
 	if isHTTPStart(first[0]) {
+		// 'P' (0x50) is also a PUBREC byte, which a client may not send
+		// first [MQTT-3.1.0-1]. A method's second byte is a letter, a
+		// PUBREC's is its length 0x02: look at it, so such a client is
+		// closed by the MQTT path at once instead of waiting out the HTTP
+		// header timeout (A1).
+		if _, err := io.ReadFull(nc, first[1:]); err != nil {
+			nc.Close()
+			return
+		}
+		n = 2
+	}
+	if isHTTPStart(first[0]) && first[1] >= 'A' && first[1] <= 'Z' {
 		// net/http sets its own deadlines (ReadHeaderTimeout) from here.
 		_ = nc.SetReadDeadline(time.Time{})
-		if !httpLn.push(&sniffConn{Conn: nc, first: []byte{first[0]}}) {
+		if !httpLn.push(&sniffConn{Conn: nc, first: first[:n]}) {
 			nc.Close()
 		}
 		return
 	}
-	s.serveMQTT(&sniffConn{Conn: nc, first: []byte{first[0]}}, "tcp")
+	s.serveMQTT(&sniffConn{Conn: nc, first: first[:n]}, "tcp")
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/pubsub/pubsub/broker/mqtt"
+	"github.com/pubsub/pubsub/broker/store"
 	"github.com/pubsub/pubsub/broker/topic"
 	"github.com/pubsub/pubsub/keys"
 )
@@ -22,6 +23,15 @@ type encoder struct {
 	etopic []byte // topic + "/" for the Emitter form
 	ack    []byte // scratch for small replies
 	now    int64  // unix ns when the publish was routed
+
+	// The message's store id, minted on first use (s.msgID), and its
+	// JSON-RPC form (s.appendJSONForm). origin is the publisher's key
+	// subject; callers set it before publish and it is not reset.
+	id       store.ID
+	hasID    bool
+	jsonForm []byte
+	hasJSON  bool
+	origin   string
 }
 
 type wireForm struct {
@@ -32,6 +42,7 @@ type wireForm struct {
 
 func (e *encoder) reset(t, payload []byte) {
 	e.topic, e.payload = t, payload
+	e.hasID, e.hasJSON = false, false
 	for i := range e.forms {
 		e.forms[i][0].have, e.forms[i][1].have = false, false
 	}
@@ -67,10 +78,10 @@ var encoders = sync.Pool{New: func() any { return new(encoder) }}
 // each recipient's outbound queue.
 // With noEcho (Emitter's me=0) the publisher's own session is skipped.
 func (s *Server) publish(enc *encoder, t, payload []byte, qos byte, retain bool, from *session, noEcho bool) {
-	if retain {
-		s.retained.set(t, payload, qos, s.log)
-	}
 	enc.reset(t, payload)
+	if retain {
+		s.setRetained(enc, t, payload, qos)
+	}
 	res := s.trie.Match(t)
 	if len(res.Subs) == 0 && len(res.Groups) == 0 {
 		return
@@ -102,6 +113,12 @@ func (s *Server) publish(enc *encoder, t, payload []byte, qos byte, retain bool,
 // was queued on a connection (QoS 1/2 deliveries are counted when they go
 // on the wire, in session.sendLocked).
 func (s *Server) deliver(enc *encoder, to *session, qos byte, tag uint8) int {
+	if tag&tagJSON != 0 {
+		if to.pushJSON(s.appendJSONForm(enc), enc.now) {
+			return 1
+		}
+		return 0
+	}
 	b, pidAt := enc.form(tag, qos)
 	if qos == 0 {
 		// QoS 0 is not kept for offline sessions; it is "at most once".
@@ -181,94 +198,14 @@ func (s *Server) sendRetained(sess *session, filter string, granted byte, tag ui
 	if _, _, shared := topic.SplitShared(filter); shared {
 		return
 	}
-	msgs := s.retained.match(filter)
-	if len(msgs) == 0 {
-		return
-	}
 	c := sess.conn.Load()
 	if c == nil {
 		return
 	}
-	var buf []byte
-	for _, m := range msgs {
-		qos := min(m.qos, granted)
-		t := m.topic
-		if tag&tagEmitter != 0 {
-			t = append(append([]byte(nil), t...), '/')
-		}
-		p := mqtt.Publish{QoS: qos, Retain: true, Topic: t, Payload: m.payload}
-		buf = p.AppendTo(buf[:0])
-		if qos == 0 {
-			if c.enqueue(buf) {
-				s.stats.AddMessagesOut(1)
-			}
-			continue
-		}
-		sess.sendQoS(buf, p.PacketIDOffset(), qos, len(m.payload))
-	}
-}
-
-// retainedStore keeps the last retained message of each topic
-// [MQTT-3.3.1-5]; an empty payload deletes it [MQTT-3.3.1-10/11].
-type retainedStore struct {
-	mu    sync.RWMutex
-	max   int
-	msgs  map[string]*retainedMsg
-	warns int
-}
-
-type retainedMsg struct {
-	topic   []byte
-	payload []byte
-	qos     byte
-}
-
-func newRetainedStore(max int) *retainedStore {
-	return &retainedStore{max: max, msgs: make(map[string]*retainedMsg)}
-}
-
-func (r *retainedStore) Len() int {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return len(r.msgs)
-}
-
-type logger interface {
-	Warn(msg string, args ...any)
-}
-
-func (r *retainedStore) set(t, payload []byte, qos byte, log logger) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(payload) == 0 {
-		delete(r.msgs, string(t))
+	msgs, err := s.store.Retained(filter)
+	if err != nil {
+		s.log.Warn("retained lookup failed", "err", err)
 		return
 	}
-	key := string(t)
-	if _, exists := r.msgs[key]; !exists && r.max > 0 && len(r.msgs) >= r.max {
-		// H8: overwrites still work, new topics are refused. Log the first
-		// few so a flood does not flood the log too.
-		if r.warns < 10 {
-			r.warns++
-			log.Warn("retained message refused: limits.max_retained reached", "topic", key, "max_retained", r.max)
-		}
-		return
-	}
-	r.msgs[key] = &retainedMsg{
-		topic:   []byte(key),
-		payload: append([]byte(nil), payload...),
-		qos:     qos,
-	}
-}
-
-func (r *retainedStore) match(filter string) []*retainedMsg {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	var out []*retainedMsg
-	for _, m := range r.msgs {
-		if topic.Matches(filter, m.topic) {
-			out = append(out, m)
-		}
-	}
-	return out
+	c.sendStored(msgs, tag, granted, true)
 }

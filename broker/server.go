@@ -15,6 +15,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/pubsub/pubsub/broker/store"
 	"github.com/pubsub/pubsub/broker/topic"
 	"github.com/pubsub/pubsub/keys"
 	"github.com/pubsub/pubsub/stats"
@@ -26,8 +27,12 @@ type Server struct {
 	cfg Config
 	log *slog.Logger
 
-	trie     *topic.Trie[*session]
-	retained *retainedStore
+	trie  *topic.Trie[*session]
+	store store.Store
+	ids   *store.IDGenerator
+
+	rpcConns    sync.Map // *rpcConn -> struct{}
+	rpcUpgrader *websocket.Upgrader
 
 	mu        sync.Mutex // guards sessions; see LOCKS.md for the order
 	sessions  map[string]*session
@@ -37,6 +42,11 @@ type Server struct {
 	listeners []net.Listener
 	httpLn    *connListener
 	httpSrv   *http.Server
+
+	// tlsSrv is the TLS side (nil when TLS is off); tlsLn its listener
+	// once Start has bound it.
+	tlsSrv *tlsServer
+	tlsLn  net.Listener
 
 	mqttUpgrader *websocket.Upgrader
 
@@ -70,7 +80,6 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		cfg:       cfg,
 		log:       logger,
 		trie:      topic.NewTrie[*session](0),
-		retained:  newRetainedStore(cfg.Limits.MaxRetained),
 		sessions:  make(map[string]*session),
 		done:      make(chan struct{}),
 		flushWork: make(chan *conn),
@@ -83,31 +92,53 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	if err := s.setupKeys(); err != nil {
 		return nil, err
 	}
+	if err := s.openStore(); err != nil {
+		return nil, err
+	}
+	s.rpcUpgrader = s.newUpgrader(nil)
+	tlsSrv, err := newTLSServer(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	s.tlsSrv = tlsSrv
 	return s, nil
 }
 
-// Start binds the listen address and serves in the background. A port in use
-// or a bad address fails here, before anything else starts (I2).
+// Start binds the listen address, and tls.listen when TLS is on, and serves
+// in the background. A port in use or a bad address fails here, before
+// anything else starts (I2).
 func (s *Server) Start() error {
 	ln, err := net.Listen("tcp", s.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", s.cfg.Listen, err)
 	}
+	tlsLn, err := s.listenTLS()
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	s.Serve(ln)
+	if tlsLn != nil {
+		s.serveTLS(tlsLn)
+	}
 	return nil
 }
 
-// Serve serves on an already bound listener (tests pass 127.0.0.1:0).
+// Serve serves on an already bound listener (tests pass 127.0.0.1:0). It
+// does not start TLS; Start does.
 func (s *Server) Serve(ln net.Listener) {
 	s.listeners = append(s.listeners, ln)
 	s.httpLn = newConnListener(ln.Addr())
 	s.httpSrv = &http.Server{
-		Handler:           s.httpHandler(),
+		Handler:           s.withTLSState(s.httpHandler()),
+		ConnContext:       httpConnContext,
 		ReadHeaderTimeout: 5 * time.Second, // C10: slowloris upgrades
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	s.wg.Add(4)
 	go s.statsLoop()
+	s.wg.Add(1)
+	go s.expireLoop()
 	go s.keyEnforcer()
 	go s.acceptLoop(ln, s.httpLn)
 	go func() {
@@ -147,7 +178,16 @@ func (s *Server) Close() error {
 		k.(*conn).nc.Close()
 		return true
 	})
+	s.rpcConns.Range(func(k, _ any) bool {
+		k.(*rpcConn).ws.Close()
+		return true
+	})
 	s.wg.Wait()
+	if s.store != nil {
+		if err := s.store.Close(); err != nil {
+			s.log.Error("store close", "err", err)
+		}
+	}
 	return nil
 }
 
@@ -177,7 +217,7 @@ func (s *Server) Counters() Counters {
 		Connections:   s.online.Load(),
 		Sessions:      n,
 		Subscriptions: s.trie.Len(),
-		Retained:      s.retained.Len(),
+		Retained:      int(snap.Retained),
 		MessagesIn:    snap.MessagesIn,
 		MessagesOut:   snap.MessagesOut,
 		Dropped:       snap.Dropped,
@@ -204,13 +244,14 @@ func (s *Server) httpHandler() http.Handler {
 	mux.HandleFunc("/readyz", health)
 	mux.HandleFunc("/stats", s.serveStats)
 	mux.Handle("/metrics", s.metricsHandler())
+	mux.HandleFunc("/keygen", s.serveKeygen)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if websocket.IsWebSocketUpgrade(r) {
 			if offersMQTT(r) {
 				s.serveMQTTWebSocket(w, r)
 				return
 			}
-			http.Error(w, "this node speaks MQTT over WebSocket: offer the subprotocol \"mqtt\"", http.StatusBadRequest)
+			s.serveJSONRPC(w, r)
 			return
 		}
 		http.Error(w, "pubsub: no such endpoint (MQTT over TCP or WebSocket, /healthz)", http.StatusNotFound)

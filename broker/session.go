@@ -26,6 +26,13 @@ type session struct {
 	nextID   uint16
 	qos2in   map[uint16]struct{} // QoS 2 ids received and not yet released
 	dropped  uint64              // messages dropped from a full queue
+
+	// JSON-RPC child sessions (see rpc.go): the subscribed string, the
+	// rendered start of every push, and pushes held while history is sent
+	// (nil when not holding).
+	rpcFilter string
+	rpcPrefix []byte
+	held      [][]byte
 }
 
 // outbound is one QoS 1/2 PUBLISH owned by a session. pkt is a private copy
@@ -211,6 +218,9 @@ func (s *Server) attach(c *conn, p *mqtt.Connect) (*session, bool) {
 	if old != nil {
 		c.sess = old
 		c.enqueueControl(mqtt.AppendConnack(nil, true, mqtt.Accepted))
+		// The session resumes under this connection's key, not the one it
+		// was built under (E10, docs/keys.md).
+		old.restrictTo(c.claims.Load())
 		old.resume(c)
 		return old, true
 	}
@@ -252,4 +262,32 @@ func (s *Server) dropSessionLocked(sess *session) {
 	sess.inflight = nil
 	sess.queue = nil
 	sess.qos2in = nil
+}
+
+// pushJSON delivers a JSON-RPC push to a child session, or holds it while
+// the subscription's history is still being sent.
+func (s *session) pushJSON(body []byte, routedAt int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.held != nil {
+		msg := append(append(make([]byte, 0, len(s.rpcPrefix)+len(body)), s.rpcPrefix...), body...)
+		s.held = append(s.held, msg)
+		return true
+	}
+	c := s.conn.Load()
+	return c != nil && c.enqueueParts(s.rpcPrefix, body, routedAt)
+}
+
+// releaseHeld sends the pushes held during a subscription's replay, in
+// order, and stops holding.
+func (s *session) releaseHeld() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.conn.Load()
+	for _, m := range s.held {
+		if c != nil {
+			c.enqueue(m)
+		}
+	}
+	s.held = nil
 }

@@ -32,7 +32,10 @@ func nodeName(cfg Config) string {
 
 // Snapshot returns the node's figures now.
 func (s *Server) Snapshot() stats.Snapshot {
-	s.stats.SetRetained(int64(s.retained.Len()))
+	st := s.store.Stats()
+	s.stats.SetRetained(st.Retained)
+	s.stats.SetStored(st.Messages)
+	s.stats.SetStoredBytes(st.Bytes)
 	// The connection and subscription gauges already live in s.online and
 	// the trie; carrying them over here keeps the connect and subscribe
 	// paths free of a second counter.
