@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"time"
 	"unsafe"
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/pubsub/pubsub/broker/mqtt"
 	"github.com/pubsub/pubsub/broker/topic"
 	"github.com/pubsub/pubsub/keys"
 )
@@ -219,6 +221,87 @@ func (sess *session) dropExpiredSubs(now time.Time) {
 			sess.srv.trie.Unsubscribe(f, sess)
 		}
 	}
+}
+
+// restrictTo narrows a persistent session that a new connection resumes to
+// what that connection's key allows (E10): the session outlives the key it
+// was built under, and resuming it must not give the new connection more
+// than its own key grants. Subscriptions the key does not cover are
+// dropped, except those made with an Emitter topic key, which carry their
+// own key and end with it (dropExpiredSubs). Messages waiting for the
+// client (queued or unacknowledged) go too unless a kept subscription
+// matches their topic: they were routed under the old key.
+// The caller holds srv.mu; takes sess.mu (lock order in LOCKS.md).
+func (sess *session) restrictTo(cl *keys.Claims) {
+	s := sess.srv
+	if s.cfg.NoAuth {
+		return
+	}
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	droppedSubs := 0
+	for f := range sess.subs {
+		if _, keyed := sess.keyed[f]; keyed || s.canSubscribe(cl, f) {
+			continue
+		}
+		delete(sess.subs, f)
+		s.trie.Unsubscribe(f, sess)
+		droppedSubs++
+	}
+	if droppedSubs == 0 {
+		// Every message waiting was routed through a subscription that
+		// is still allowed.
+		return
+	}
+	readable := func(m *outbound) bool {
+		if m.released {
+			return true // only PUBREL is left to send: no message
+		}
+		t := outboundTopic(m.pkt)
+		// Emitter-dialect deliveries carry the channel's trailing '/'.
+		trimmed := t
+		if n := len(t); n > 1 && t[n-1] == '/' {
+			trimmed = t[:n-1]
+		}
+		for f := range sess.subs {
+			if topic.Matches(f, t) || topic.Matches(f, trimmed) {
+				return true
+			}
+		}
+		return false
+	}
+	before := len(sess.inflight) + len(sess.queue)
+	sess.inflight = slices.DeleteFunc(sess.inflight, func(m *outbound) bool { return !readable(m) })
+	sess.queue = slices.DeleteFunc(sess.queue, func(m *outbound) bool { return !readable(m) })
+	s.log.Info("resumed session narrowed to the new connection's key", "client_id", sess.id,
+		"subscriptions_dropped", droppedSubs, "messages_dropped", before-len(sess.inflight)-len(sess.queue))
+}
+
+// outboundTopic returns the topic of an encoded PUBLISH; nil if pkt is not
+// one. The packet id may still be 0 (queued), so DecodePublish won't do.
+func outboundTopic(pkt []byte) []byte {
+	h, err := mqtt.ParseFixedHeader(pkt, 0)
+	if err != nil || len(pkt) < h.Size+2 {
+		return nil
+	}
+	start := h.Size + 2
+	end := start + (int(pkt[h.Size])<<8 | int(pkt[h.Size+1]))
+	if end > len(pkt) {
+		return nil
+	}
+	return pkt[start:end]
+}
+
+// revokedKeyClaims reads the claims of a token Keyring.Verify refused with
+// ErrRevoked. Revocation is Verify's last check, after the signature and
+// the times, so the token is known genuine and its claims can be read
+// without verifying them again.
+func revokedKeyClaims(token string) (*keys.Claims, error) {
+	var cl keys.Claims
+	if _, _, err := jwt.NewParser().ParseUnverified(token, &cl); err != nil {
+		return nil, err
+	}
+	return &cl, nil
 }
 
 // keyEnforcer runs enforceKeys every second: one goroutine per node, not a

@@ -34,6 +34,7 @@ type Config struct {
 	Stats   StatsConfig   `yaml:"stats"`
 	Storage StorageConfig `yaml:"storage"`
 	TLS     TLSConfig     `yaml:"tls"`
+	JSONRPC JSONRPCConfig `yaml:"jsonrpc"`
 
 	// Version is the build version, reported in stats; not configurable.
 	Version string `yaml:"-"`
@@ -89,6 +90,28 @@ type StorageConfig struct {
 	// MaxRequestLimit caps one history request (Eventhub's
 	// max_cache_request_limit).
 	MaxRequestLimit int `yaml:"max_request_limit"`
+}
+
+// JSONRPCConfig tunes the Eventhub-compatible endpoints: JSON-RPC over
+// WebSocket and Server-Sent Events (docs/eventhub.md). Each field is one of
+// Eventhub's settings, read from its environment name too.
+type JSONRPCConfig struct {
+	// PingInterval is how often idle JSON-RPC WebSockets get a ping frame
+	// and SSE streams a comment line, so proxies keep them open
+	// (Eventhub's ping_interval, 30 s). 0 turns keepalives off.
+	PingInterval Duration `yaml:"ping_interval"`
+	// HandshakeTimeout bounds reading an HTTP request head, WebSocket
+	// upgrades included (Eventhub's handshake_timeout, 5 s; C10).
+	HandshakeTimeout Duration `yaml:"handshake_timeout"`
+	// EnableSSE serves `Accept: text/event-stream` requests (Eventhub's
+	// enable_sse; on by default here).
+	EnableSSE bool `yaml:"enable_sse"`
+	// EnableKVStore serves the get, set and del methods (enable_kvstore).
+	EnableKVStore bool `yaml:"enable_kvstore"`
+	// EnableCache keeps JSON-RPC publishes for storage.default_ttl and
+	// answers history (subscribe since, eventlog, SSE replay). Eventhub's
+	// enable_cache; on by default here.
+	EnableCache bool `yaml:"enable_cache"`
 }
 
 // StatsConfig controls the node's figures (DESIGN §8).
@@ -177,6 +200,13 @@ func DefaultConfig() Config {
 			DefaultTTL:      Duration(60 * time.Second),
 			MaxRequestLimit: 100,
 		},
+		JSONRPC: JSONRPCConfig{
+			PingInterval:     Duration(30 * time.Second),
+			HandshakeTimeout: Duration(5 * time.Second),
+			EnableSSE:        true,
+			EnableKVStore:    true,
+			EnableCache:      true,
+		},
 	}
 }
 
@@ -220,9 +250,16 @@ func LoadConfigFile(c *Config, path string) error {
 // eventhubEnv maps Eventhub's environment names (read in either case) to our
 // keys, so an Eventhub deployment's environment keeps working.
 var eventhubEnv = map[string]string{
-	"LISTEN_PORT":  "listen",
-	"JWT_SECRET":   "keys.eventhub_secret",
-	"DISABLE_AUTH": "no_auth",
+	"LISTEN_PORT":             "listen",
+	"JWT_SECRET":              "keys.eventhub_secret",
+	"DISABLE_AUTH":            "no_auth",
+	"PING_INTERVAL":           "jsonrpc.ping_interval",     // seconds
+	"HANDSHAKE_TIMEOUT":       "jsonrpc.handshake_timeout", // seconds
+	"MAX_CACHE_REQUEST_LIMIT": "storage.max_request_limit",
+	"DEFAULT_CACHE_TTL":       "storage.default_ttl", // seconds
+	"ENABLE_SSE":              "jsonrpc.enable_sse",
+	"ENABLE_KVSTORE":          "jsonrpc.enable_kvstore",
+	"ENABLE_CACHE":            "jsonrpc.enable_cache",
 }
 
 // ApplyEnv overlays environment variables: PUBSUB_<PATH> for every key
@@ -424,6 +461,12 @@ func (c *Config) Validate() error {
 		if err := topic.ValidateFilter(f); err != nil {
 			return bad(fmt.Sprintf("storage.record[%d]", i), "%v", err)
 		}
+	}
+	if c.JSONRPC.PingInterval < 0 {
+		return bad("jsonrpc.ping_interval", "must be >= 0 (0 = no keepalive), got %s", c.JSONRPC.PingInterval)
+	}
+	if c.JSONRPC.HandshakeTimeout <= 0 {
+		return bad("jsonrpc.handshake_timeout", "must be > 0, got %s", c.JSONRPC.HandshakeTimeout)
 	}
 	if c.Stats.Interval < Duration(100*time.Millisecond) {
 		return bad("stats.interval", "must be at least 100ms, got %s", c.Stats.Interval)

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/pubsub/pubsub/broker/mqtt"
@@ -53,6 +54,25 @@ type conn struct {
 	// closeWhenFlushed: the client sent DISCONNECT while replies were
 	// queued; the writer sends them, then closes the socket (A20).
 	closeWhenFlushed bool
+	// cur/curOff: a buffer a non-blocking write left partly written; the
+	// flusher finishes it before anything else.
+	cur    *outBuf
+	curOff int
+
+	// Deferred flushing (see deferFlush). raw is the socket for
+	// non-blocking writes (nil for TLS and WebSocket); rawWrite is built
+	// once so raw.Write does not allocate; rawBuf/rawN/rawErr are its
+	// argument and results, touched only by the goroutine that set writing.
+	raw      syscall.RawConn
+	rawWrite func(fd uintptr) bool
+	rawBuf   []byte
+	rawN     int
+	rawErr   error
+	// deferred: some reading goroutine will flush this conn before it
+	// next blocks.
+	deferred atomic.Bool
+	// pending lists the conns this conn's reading goroutine owes a flush.
+	pending []*conn
 
 	cleanDisconnect atomic.Bool // DISCONNECT received: no will [MQTT-3.14.4-3]
 	kicked          atomic.Bool // closed by takeover or shutdown
@@ -108,6 +128,8 @@ var (
 // connection is closed and its session detached.
 func (s *Server) serveMQTT(nc net.Conn, transport string) {
 	c := &conn{srv: s, nc: nc, transport: transport}
+	c.enc.via = c
+	c.setupRaw()
 	s.conns.Store(c, struct{}{})
 	defer s.conns.Delete(c)
 	if s.closing.Load() {
@@ -143,6 +165,11 @@ func (c *conn) readLoop() error {
 		_ = c.nc.SetReadDeadline(time.Now().Add(time.Duration(lim.ConnectTimeout)))
 	}
 	for {
+		if !r.HasPacket() {
+			// About to block on the socket: first write what this batch
+			// queued, to other connections and to this one (deferFlush).
+			c.flushPending()
+		}
 		if c.connected && r.Buffered() == 0 {
 			// Keepalive by read deadline, no ticker: 1.5 x the client's
 			// interval [MQTT-3.1.2-24]; 0 disables it.
@@ -366,13 +393,15 @@ func (c *conn) handleUnsubscribe(body []byte) error {
 }
 
 // enqueueControl queues a small reply (CONNACK, acks, PINGRESP).
-func (c *conn) enqueueControl(b []byte) { c.enqueue(b) }
+// It is called on c's own reading goroutine, so the write is deferred to
+// the end of the read batch.
+func (c *conn) enqueueControl(b []byte) { c.enqueueVia(nil, b, 0, c) }
 
 // enqueue appends b to the outbound queue and makes sure a writer runs. It
 // never blocks on the socket: a connection whose pending bytes would pass
 // limits.max_pending_bytes is closed as a slow consumer instead (H1), so one
 // stalled reader never holds up a publisher or eats the node's memory.
-func (c *conn) enqueue(b []byte) bool { return c.enqueueParts(nil, b, 0) }
+func (c *conn) enqueue(b []byte) bool { return c.enqueueVia(nil, b, 0, nil) }
 
 // enqueueAt is enqueue for a routed message; routedAt (unix ns) stamps the
 // batch it starts, for the publish-to-deliver latency figure.
@@ -381,6 +410,15 @@ func (c *conn) enqueueAt(b []byte, routedAt int64) bool { return c.enqueueParts(
 // enqueueParts queues head then b as one unit (a JSON-RPC push is a
 // per-subscription head and a per-message body).
 func (c *conn) enqueueParts(head, b []byte, routedAt int64) bool {
+	return c.enqueueVia(head, b, routedAt, nil)
+}
+
+// enqueueVia queues head and b. When via is a connection whose reading
+// goroutine is the caller, starting a writer is deferred to the end of
+// via's read batch (deferFlush): one write per batch instead of one per
+// message, made from the reader itself without waking another goroutine —
+// which is most of a small message's cost at moderate rates.
+func (c *conn) enqueueVia(head, b []byte, routedAt int64, via *conn) bool {
 	c.omu.Lock()
 	if c.oclosed {
 		c.omu.Unlock()
@@ -403,13 +441,128 @@ func (c *conn) enqueueParts(head, b []byte, routedAt int64) bool {
 		c.out.since = routedAt
 	}
 	c.out.b = append(append(c.out.b, head...), b...)
-	start := !c.writing
+	if c.writing {
+		// The running writer takes these bytes in its next pass.
+		c.omu.Unlock()
+		return true
+	}
+	if via != nil {
+		c.omu.Unlock()
+		c.deferFlush(via)
+		return true
+	}
 	c.writing = true
 	c.omu.Unlock()
-	if start {
-		c.srv.startFlush(c)
-	}
+	c.srv.startFlush(c)
 	return true
+}
+
+// deferFlush makes via's reading goroutine flush c before it next blocks.
+// Correctness rests on an order: producers append their bytes before
+// setting c.deferred, and the flushing goroutine clears c.deferred before
+// it takes the bytes (flushPending), so bytes whose producer found the flag
+// already set are always taken by the flag's owner.
+func (c *conn) deferFlush(via *conn) {
+	if c.deferred.CompareAndSwap(false, true) {
+		via.pending = append(via.pending, c)
+	}
+}
+
+// flushPending writes every connection this reading goroutine deferred.
+func (c *conn) flushPending() {
+	for i, t := range c.pending {
+		t.deferred.Store(false)
+		t.tryWriteNow()
+		c.pending[i] = nil
+	}
+	c.pending = c.pending[:0]
+}
+
+// setupRaw prepares non-blocking writes for plain TCP connections.
+func (c *conn) setupRaw() {
+	var tc *net.TCPConn
+	switch nc := c.nc.(type) {
+	case *net.TCPConn:
+		tc = nc
+	case *sniffConn:
+		tc, _ = nc.Conn.(*net.TCPConn)
+	}
+	if tc == nil {
+		return
+	}
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return
+	}
+	c.raw = raw
+	c.rawWrite = func(fd uintptr) bool {
+		c.rawN, c.rawErr = syscall.Write(int(fd), c.rawBuf)
+		return true // one attempt: never wait for the socket
+	}
+}
+
+// tryWriteNow writes c's queued bytes with one non-blocking write when no
+// writer is running. What the socket does not take at once goes to a
+// flusher goroutine, which may block (bounded by write_timeout).
+func (c *conn) tryWriteNow() {
+	c.omu.Lock()
+	if c.writing || c.oclosed || c.out == nil || len(c.out.b) == 0 {
+		c.omu.Unlock()
+		return
+	}
+	c.writing = true
+	if c.raw == nil {
+		c.omu.Unlock()
+		c.srv.startFlush(c)
+		return
+	}
+	buf := c.out
+	c.out, c.spare = c.spare, nil
+	c.writingLen = len(buf.b)
+	c.omu.Unlock()
+
+	c.rawBuf = buf.b
+	err := c.raw.Write(c.rawWrite)
+	n, werr := c.rawN, c.rawErr
+	c.rawBuf = nil
+	if err == nil && werr == nil && n == len(buf.b) {
+		if buf.since != 0 {
+			c.srv.stats.ObserveLatency(time.Duration(time.Now().UnixNano() - buf.since))
+		}
+		c.omu.Lock()
+		c.writingLen = 0
+		buf.b, buf.since = buf.b[:0], 0
+		if c.out != nil && len(c.out.b) > 0 && !c.oclosed {
+			// Producers appended while we wrote; they saw a writer running.
+			c.spare = buf
+			c.omu.Unlock()
+			c.srv.startFlush(c)
+			return
+		}
+		c.writing = false
+		putOutBuf(buf)
+		putOutBuf(c.out)
+		putOutBuf(c.spare)
+		c.out, c.spare = nil, nil
+		c.omu.Unlock()
+		return
+	}
+	if err == nil && (werr == nil || errors.Is(werr, syscall.EAGAIN)) {
+		// The socket took part or nothing: the flusher finishes the job.
+		c.omu.Lock()
+		c.cur, c.curOff = buf, max(n, 0)
+		c.writingLen = len(buf.b) - c.curOff
+		c.omu.Unlock()
+		c.srv.startFlush(c)
+		return
+	}
+	c.omu.Lock()
+	c.oclosed = true
+	c.writing = false
+	c.writingLen = 0
+	putOutBuf(buf)
+	c.omu.Unlock()
+	c.nc.Close()
 }
 
 // flusherIdle is how long an idle flusher goroutine waits for more work
@@ -455,6 +608,20 @@ func (c *conn) flush() {
 	wt := time.Duration(c.srv.cfg.Limits.WriteTimeout)
 	for {
 		c.omu.Lock()
+		if c.cur != nil && !(c.oclosed && !c.closeWhenFlushed) {
+			// Finish what a non-blocking write left.
+			buf, off := c.cur, c.curOff
+			c.cur, c.curOff = nil, 0
+			c.omu.Unlock()
+			if !c.writeBlocking(buf, off, wt) {
+				return
+			}
+			continue
+		}
+		if c.cur != nil {
+			putOutBuf(c.cur)
+			c.cur = nil
+		}
 		if (c.oclosed && !c.closeWhenFlushed) || c.out == nil || len(c.out.b) == 0 {
 			c.writing = false
 			putOutBuf(c.out)
@@ -471,39 +638,48 @@ func (c *conn) flush() {
 		c.out, c.spare = c.spare, nil
 		c.writingLen = len(buf.b)
 		c.omu.Unlock()
-
-		_ = c.nc.SetWriteDeadline(time.Now().Add(wt))
-		_, err := c.nc.Write(buf.b)
-		if err == nil && buf.since != 0 {
-			// One observation per write: the oldest message in it waited
-			// longest, so this is the batch's worst latency.
-			c.srv.stats.ObserveLatency(time.Duration(time.Now().UnixNano() - buf.since))
-		}
-
-		c.omu.Lock()
-		c.writingLen = 0
-		buf.b = buf.b[:0]
-		buf.since = 0
-		if cap(buf.b) > maxPooledBuf {
-			buf = nil // let a burst's large buffer go
-		}
-		c.spare = buf
-		if err != nil {
-			c.oclosed = true
-			c.writing = false
-			putOutBuf(c.out)
-			c.out = nil
-			c.omu.Unlock()
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				// The client did not take bytes for write_timeout (H1).
-				c.closeAs(reasonSlowConsumer)
-			} else {
-				c.nc.Close()
-			}
+		if !c.writeBlocking(buf, 0, wt) {
 			return
 		}
-		c.omu.Unlock()
 	}
+}
+
+// writeBlocking writes buf.b[off:] with the write deadline, then recycles
+// buf as the spare. On an error it closes the connection (as a slow
+// consumer when the deadline passed, H1) and reports false.
+func (c *conn) writeBlocking(buf *outBuf, off int, wt time.Duration) bool {
+	_ = c.nc.SetWriteDeadline(time.Now().Add(wt))
+	_, err := c.nc.Write(buf.b[off:])
+	if err == nil && buf.since != 0 {
+		// One observation per write: the oldest message in it waited
+		// longest, so this is the batch's worst latency.
+		c.srv.stats.ObserveLatency(time.Duration(time.Now().UnixNano() - buf.since))
+	}
+
+	c.omu.Lock()
+	c.writingLen = 0
+	buf.b = buf.b[:0]
+	buf.since = 0
+	if cap(buf.b) > maxPooledBuf {
+		buf = nil // let a burst's large buffer go
+	}
+	c.spare = buf
+	if err != nil {
+		c.oclosed = true
+		c.writing = false
+		putOutBuf(c.out)
+		c.out = nil
+		c.omu.Unlock()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// The client did not take bytes for write_timeout (H1).
+			c.closeAs(reasonSlowConsumer)
+		} else {
+			c.nc.Close()
+		}
+		return false
+	}
+	c.omu.Unlock()
+	return true
 }
 
 // closeAs closes the socket, remembering why; the read loop then detaches
@@ -532,6 +708,8 @@ func (c *conn) remote() string {
 
 // shutdown runs once, on the reading goroutine, when the read loop ends.
 func (c *conn) shutdown(readErr error) {
+	// Bytes this goroutine queued for others must not be stranded.
+	c.flushPending()
 	c.omu.Lock()
 	c.oclosed = true
 	// Replies to the packets before a DISCONNECT (CONNACK, PUBACK, ...) are

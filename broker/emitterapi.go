@@ -53,14 +53,24 @@ type keygenRequest struct {
 	Channel string `json:"channel"`
 	Type    string `json:"type"`
 	TTL     int64  `json:"ttl"`
+	// Read, Write and Sub are pubsub extensions for a master key (`pubsub
+	// keygen --read/--write/--sub`): MQTT filters for the key's read and
+	// write claims, on top of or instead of Channel, and its subject.
+	Read  []string `json:"read,omitempty"`
+	Write []string `json:"write,omitempty"`
+	Sub   string   `json:"sub,omitempty"`
 }
+
+// maxKeygenTTL bounds a requested ttl so ttl*time.Second cannot overflow
+// into an expiry in the past.
+const maxKeygenTTL = 100 * 366 * 24 * 3600
 
 // apiKeygen mints a key for a channel: with a master key, any channel; with
 // an extend key, a private sub-channel <channel><connection id>/ as Emitter
 // does since its private-link fix (emitter#261).
 func (c *conn) apiKeygen(body []byte, reply func(map[string]any), fail func(int, string)) {
 	var req keygenRequest
-	if err := json.Unmarshal(body, &req); err != nil || req.TTL < 0 {
+	if err := json.Unmarshal(body, &req); err != nil || req.TTL < 0 || req.TTL > maxKeygenTTL {
 		fail(400, msgBadRequest)
 		return
 	}
@@ -69,16 +79,38 @@ func (c *conn) apiKeygen(body []byte, reply func(map[string]any), fail func(int,
 		fail(401, msgUnauthorized)
 		return
 	}
-	filter, err := keys.ChannelFilter(req.Channel)
-	if err != nil {
-		fail(400, msgBadTarget)
+	key, channel, status, msg := c.srv.mintChannelKey(parent, req, c.id)
+	if status != 200 {
+		fail(status, msg)
 		return
+	}
+	reply(map[string]any{"status": 200, "key": key, "channel": channel})
+}
+
+// mintChannelKey mints the key req asks for under parent's authority. It
+// serves both emitter/keygen/ and the /keygen page (keygen_http.go), so the
+// two cannot drift apart. A master parent mints for any channel and
+// filters; an extend parent only the private sub-channel
+// <channel><connID>/ of the connection that asks, as Emitter does since its
+// private-link fix (emitter#261), so without a connection (connID "", the
+// web page) it can mint nothing. status is 200, or the Emitter status of
+// the refusal with msg its text (emitter.md §10).
+func (s *Server) mintChannelKey(parent *keys.Claims, req keygenRequest, connID string) (key, channel string, status int, msg string) {
+	if req.TTL < 0 || req.TTL > maxKeygenTTL {
+		return "", "", 400, msgBadRequest
+	}
+	filters := len(req.Read) > 0 || len(req.Write) > 0
+	var filter string
+	if req.Channel != "" || !filters {
+		var err error
+		if filter, err = keys.ChannelFilter(req.Channel); err != nil {
+			return "", "", 400, msgBadTarget
+		}
 	}
 	// Emitter's 'x' (execute) is reserved and unused; drop it.
 	perm, err := keys.ParsePerm(strings.ReplaceAll(req.Type, "x", ""))
 	if err != nil {
-		fail(400, msgBadRequest)
-		return
+		return "", "", 400, msgBadRequest
 	}
 	var exp time.Time
 	if req.TTL > 0 {
@@ -86,44 +118,61 @@ func (c *conn) apiKeygen(body []byte, reply func(map[string]any), fail func(int,
 	}
 	switch {
 	case parent.IsMaster():
-		if exp.IsZero() && c.srv.cfg.Keys.RequireExp {
-			fail(400, "keys.require_exp is set: give a ttl")
-			return
+		if exp.IsZero() && s.cfg.Keys.RequireExp {
+			return "", "", 400, "keys.require_exp is set: give a ttl"
 		}
-		claims := keys.Claims{Subject: parent.Subject, Read: []string{filter}, Write: []string{filter}, Perm: (perm &^ keys.PermMaster).String()}
+		// An empty perm claim marks an Eventhub token, which its filters
+		// alone authorise (keys.Claims.Perm): minting one for an empty
+		// letter set would grant "rwsl" where nothing was asked for.
+		if perm&^keys.PermMaster == 0 {
+			return "", "", 400, "choose at least one permission from rwslpe"
+		}
+		claims := keys.Claims{Subject: parent.Subject, Perm: (perm &^ keys.PermMaster).String()}
+		if req.Sub != "" {
+			claims.Subject = req.Sub
+		}
+		if filter != "" {
+			claims.Read, claims.Write = []string{filter}, []string{filter}
+		}
+		claims.Read = append(claims.Read, req.Read...)
+		claims.Write = append(claims.Write, req.Write...)
 		if !exp.IsZero() {
 			claims.ExpiresAt = jwtTime(exp)
 		}
-		key, err := c.srv.keyring.Sign(claims)
+		key, err := s.keyring.Sign(claims)
 		if err != nil {
-			fail(400, msgBadRequest)
-			return
+			// Sign names the bad entry by index only, never the key.
+			return "", "", 400, msgBadRequest + ": " + err.Error()
 		}
-		reply(map[string]any{"status": 200, "key": key, "channel": req.Channel})
+		return key, req.Channel, 200, ""
+	case parent.Perms().Has(keys.PermExtend) && (filters || req.Sub != ""):
+		// A private key is the parent's narrowed to one channel; it may
+		// not pick its own filters or subject.
+		return "", "", 401, msgUnauthorized
+	case parent.Perms().Has(keys.PermExtend) && connID == "":
+		return "", "", 400, "an extend key mints private channel keys for its own MQTT connection: " +
+			"publish the request to emitter/keygen/ on that connection"
 	case parent.Perms().Has(keys.PermExtend):
 		base, wildcard := strings.CutSuffix(req.Channel, "#/")
-		private := base + c.id + "/"
+		private := base + connID + "/"
 		if wildcard {
 			private += "#/"
 		}
 		pf, err := keys.ChannelFilter(private)
 		if err != nil || !parent.CanExtend(filter) {
-			fail(401, msgUnauthorized)
-			return
+			return "", "", 401, msgUnauthorized
 		}
 		child, err := parent.Extend(pf, perm, exp)
 		if err != nil {
-			fail(401, msgUnauthorized)
-			return
+			return "", "", 401, msgUnauthorized
 		}
-		key, err := c.srv.keyring.Sign(child)
+		key, err := s.keyring.Sign(child)
 		if err != nil {
-			fail(400, msgBadRequest)
-			return
+			return "", "", 400, msgBadRequest
 		}
-		reply(map[string]any{"status": 200, "key": key, "channel": private})
+		return key, private, 200, ""
 	default:
-		fail(401, msgUnauthorized)
+		return "", "", 401, msgUnauthorized
 	}
 }
 
@@ -172,7 +221,12 @@ func (s *Server) keyTarget(target string) (jti string, until time.Time, err erro
 		return target, time.Time{}, nil
 	}
 	cl, err := s.keyring.Verify(target)
-	if err != nil && !errors.Is(err, keys.ErrRevoked) {
+	if errors.Is(err, keys.ErrRevoked) {
+		// Verify returns no claims for a revoked key, which unbanning by
+		// key (Emitter's AllowKey) needs.
+		cl, err = revokedKeyClaims(target)
+	}
+	if err != nil {
 		return "", time.Time{}, err
 	}
 	if cl == nil || cl.ID == "" {

@@ -23,6 +23,10 @@ type encoder struct {
 	etopic []byte // topic + "/" for the Emitter form
 	ack    []byte // scratch for small replies
 	now    int64  // unix ns when the publish was routed
+	// via is the connection whose reading goroutine routes with this
+	// encoder; writes are deferred to the end of its read batch. nil for
+	// pooled encoders (wills, node messages, JSON-RPC).
+	via *conn
 
 	// The message's store id, minted on first use (s.msgID), and its
 	// JSON-RPC form (s.appendJSONForm). origin is the publisher's key
@@ -114,7 +118,7 @@ func (s *Server) publish(enc *encoder, t, payload []byte, qos byte, retain bool,
 // on the wire, in session.sendLocked).
 func (s *Server) deliver(enc *encoder, to *session, qos byte, tag uint8) int {
 	if tag&tagJSON != 0 {
-		if to.pushJSON(s.appendJSONForm(enc), enc.now) {
+		if to.pushJSON(s.appendJSONForm(enc), enc.now, enc.via) {
 			return 1
 		}
 		return 0
@@ -122,12 +126,12 @@ func (s *Server) deliver(enc *encoder, to *session, qos byte, tag uint8) int {
 	b, pidAt := enc.form(tag, qos)
 	if qos == 0 {
 		// QoS 0 is not kept for offline sessions; it is "at most once".
-		if c := to.conn.Load(); c != nil && c.enqueueAt(b, enc.now) {
+		if c := to.conn.Load(); c != nil && c.enqueueVia(nil, b, enc.now, enc.via) {
 			return 1
 		}
 		return 0
 	}
-	to.sendQoS(b, pidAt, qos, len(enc.payload))
+	to.sendQoS(b, pidAt, qos, len(enc.payload), enc.via)
 	return 0
 }
 

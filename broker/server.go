@@ -33,6 +33,10 @@ type Server struct {
 
 	rpcConns    sync.Map // *rpcConn -> struct{}
 	rpcUpgrader *websocket.Upgrader
+	// presetIDs holds the ids of publishes that carry their own time
+	// (Eventhub's publish timestamp), by encoder; see msgID.
+	presetIDs    sync.Map // *encoder -> store.ID
+	presetActive atomic.Int32
 
 	mu        sync.Mutex // guards sessions; see LOCKS.md for the order
 	sessions  map[string]*session
@@ -96,6 +100,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s.rpcUpgrader = s.newUpgrader(nil)
+	s.rpcUpgrader.HandshakeTimeout = time.Duration(cfg.JSONRPC.HandshakeTimeout)
 	tlsSrv, err := newTLSServer(cfg, logger)
 	if err != nil {
 		return nil, err
@@ -132,7 +137,7 @@ func (s *Server) Serve(ln net.Listener) {
 	s.httpSrv = &http.Server{
 		Handler:           s.withTLSState(s.httpHandler()),
 		ConnContext:       httpConnContext,
-		ReadHeaderTimeout: 5 * time.Second, // C10: slowloris upgrades
+		ReadHeaderTimeout: time.Duration(s.cfg.JSONRPC.HandshakeTimeout), // C10: slowloris upgrades
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	s.wg.Add(4)

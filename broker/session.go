@@ -58,7 +58,8 @@ func newSession(srv *Server, id string, clean bool) *session {
 // connected and its inflight window has room, otherwise queued (bounded;
 // the oldest is dropped and counted when full, H6). The conn's outbound
 // queue is fed while s.mu is held so packet ids go out in order.
-func (s *session) sendQoS(encoded []byte, pidAt int, qos byte, payloadLen int) {
+// via: see encoder.via.
+func (s *session) sendQoS(encoded []byte, pidAt int, qos byte, payloadLen int, via *conn) {
 	pkt := make([]byte, len(encoded))
 	copy(pkt, encoded)
 	pkt[0] = pkt[0]&^0x06 | qos<<1
@@ -67,7 +68,7 @@ func (s *session) sendQoS(encoded []byte, pidAt int, qos byte, payloadLen int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.conn.Load() != nil && len(s.queue) == 0 && len(s.inflight) < s.srv.cfg.Limits.MaxInflight {
-		s.sendLocked(m)
+		s.sendLocked(m, via)
 		return
 	}
 	if len(s.queue) >= s.srv.cfg.Limits.MaxQueued {
@@ -82,12 +83,12 @@ func (s *session) sendQoS(encoded []byte, pidAt int, qos byte, payloadLen int) {
 }
 
 // sendLocked assigns a packet id and puts m on the wire. s.mu must be held.
-func (s *session) sendLocked(m *outbound) {
+func (s *session) sendLocked(m *outbound, via *conn) {
 	m.id = s.allocIDLocked()
 	m.pkt[m.pidAt] = byte(m.id >> 8)
 	m.pkt[m.pidAt+1] = byte(m.id)
 	s.inflight = append(s.inflight, m)
-	if c := s.conn.Load(); c != nil && c.enqueue(m.pkt) {
+	if c := s.conn.Load(); c != nil && c.enqueueVia(nil, m.pkt, 0, via) {
 		s.srv.stats.AddMessagesOut(1)
 		s.srv.stats.AddBytesOut(int64(m.payloadLen))
 	}
@@ -115,12 +116,12 @@ func (s *session) allocIDLocked() uint16 {
 }
 
 // pumpLocked moves queued messages into free inflight slots. s.mu must be held.
-func (s *session) pumpLocked() {
+func (s *session) pumpLocked(via *conn) {
 	for len(s.queue) > 0 && len(s.inflight) < s.srv.cfg.Limits.MaxInflight && s.conn.Load() != nil {
 		m := s.queue[0]
 		s.queue[0] = nil
 		s.queue = s.queue[1:]
-		s.sendLocked(m)
+		s.sendLocked(m, via)
 	}
 }
 
@@ -141,7 +142,7 @@ func (s *session) resume(c *conn) {
 		m.pkt[0] |= 0x08 // DUP [MQTT-3.3.1-1]
 		c.enqueue(m.pkt)
 	}
-	s.pumpLocked()
+	s.pumpLocked(c)
 }
 
 // acked handles PUBACK, PUBREC and PUBCOMP for id. It reports whether the
@@ -159,7 +160,7 @@ func (s *session) acked(c *conn, id uint16, t mqtt.Type) bool {
 			copy(s.inflight[i:], s.inflight[i+1:])
 			s.inflight[len(s.inflight)-1] = nil
 			s.inflight = s.inflight[:len(s.inflight)-1]
-			s.pumpLocked()
+			s.pumpLocked(c)
 			return true
 		case t == mqtt.TypePubrec && m.qos == 2:
 			m.released = true
@@ -266,7 +267,7 @@ func (s *Server) dropSessionLocked(sess *session) {
 
 // pushJSON delivers a JSON-RPC push to a child session, or holds it while
 // the subscription's history is still being sent.
-func (s *session) pushJSON(body []byte, routedAt int64) bool {
+func (s *session) pushJSON(body []byte, routedAt int64, via *conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.held != nil {
@@ -275,7 +276,7 @@ func (s *session) pushJSON(body []byte, routedAt int64) bool {
 		return true
 	}
 	c := s.conn.Load()
-	return c != nil && c.enqueueParts(s.rpcPrefix, body, routedAt)
+	return c != nil && c.enqueueVia(s.rpcPrefix, body, routedAt, via)
 }
 
 // releaseHeld sends the pushes held during a subscription's replay, in

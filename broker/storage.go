@@ -219,7 +219,7 @@ func (c *conn) sendStored(msgs []store.Message, tag uint8, granted byte, retain 
 			}
 			continue
 		}
-		c.sess.sendQoS(buf, p.PacketIDOffset(), qos, len(m.Payload))
+		c.sess.sendQoS(buf, p.PacketIDOffset(), qos, len(m.Payload), c)
 	}
 }
 

@@ -95,6 +95,9 @@ the terminal tools that drive and watch it.`,
 		newSubCommand(streams),
 		newVersionCommand(streams, info),
 		newCompletionCommand(streams),
+		newBenchCommand(streams),
+		newTopCommand(streams, runTop),
+		newKeygenCommand(streams),
 	)
 	return root
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -32,6 +33,10 @@ var serveFlags = []struct{ flag, key, usage string }{
 	{"node-name", "node_name", "this node's name in the cluster (default: host name)"},
 	{"log-level", "log_level", "debug, info, warn or error"},
 	{"log-format", "log_format", "auto (text on a terminal, JSON otherwise), text or json"},
+	{"tls-listen", "tls.listen", "address for MQTT, WebSocket and HTTP over TLS (default :8443 once a certificate is set)"},
+	{"tls-cert", "tls.cert_file", "TLS certificate (PEM, leaf first then chain); SIGHUP reloads it"},
+	{"tls-key", "tls.key_file", "TLS private key (PEM); SIGHUP reloads it"},
+	{"tls-host", "tls.host", "DNS names to get certificates for over ACME (Let's Encrypt), comma-separated"},
 }
 
 func newServeCommand(streams Streams) *cobra.Command {
@@ -124,6 +129,7 @@ func runServe(ctx context.Context, opts serveOptions, streams Streams) error {
 		}
 		redact(&printable.Secret)
 		redact(&printable.Keys.EventhubSecret)
+		redact(&printable.TLS.KeyPEM)
 		printable.Keys.Secrets = append([]string(nil), cfg.Keys.Secrets...)
 		for i := range printable.Keys.Secrets {
 			redact(&printable.Keys.Secrets[i])
@@ -155,12 +161,39 @@ func runServe(ctx context.Context, opts serveOptions, streams Streams) error {
 		logger.Warn("AUTHENTICATION IS OFF: every client may publish and subscribe to everything (--no-auth); never run this on a reachable network")
 	}
 	fmt.Fprintf(streams.ErrOut, "pubsub %s listening on %s\n  try: pubsub sub '#'   and   pubsub pub hello world\n", "node", srv.Addr())
+	if addr := srv.TLSAddr(); addr != nil {
+		fmt.Fprintf(streams.ErrOut, "  tls on %s (mqtts, wss, https): pubsub sub --server tls://HOST:%s '#'\n", addr, portOf(addr.String()))
+	}
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	<-ctx.Done()
-	logger.Info("shutting down")
-	return srv.Close()
+	// SIGHUP reloads the TLS certificate, as certbot and cert-manager
+	// deploy hooks expect. A broken pair keeps the old one in service; the
+	// node logs why (I8).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			if srv.TLSAddr() == nil {
+				logger.Info("SIGHUP: nothing to reload (TLS is off)")
+				continue
+			}
+			_ = srv.ReloadTLS() // logs success or failure itself
+		case <-ctx.Done():
+			logger.Info("shutting down")
+			return srv.Close()
+		}
+	}
+}
+
+// portOf is the port of a host:port address, or the address itself.
+func portOf(addr string) string {
+	if _, port, err := net.SplitHostPort(addr); err == nil {
+		return port
+	}
+	return addr
 }
 
 // newLogger logs text on a terminal and JSON otherwise (DESIGN §10).

@@ -98,6 +98,7 @@ type Client struct {
 	qos2in  map[uint16]bool
 
 	msgs chan Message
+	api  apiWaiters // answers to pending Requests (request.go)
 	done chan struct{}
 	err  error
 	once sync.Once
@@ -474,13 +475,13 @@ func (c *Client) handle(h mqtt.FixedHeader, body []byte) error {
 			c.qos2in[p.PacketID] = true
 			c.mu.Unlock()
 			if !seen {
-				if !c.deliver(m) {
+				if !c.dispatch(m) {
 					return nil
 				}
 			}
 			return c.write(mqtt.AppendAck(nil, mqtt.TypePubrec, p.PacketID), true)
 		}
-		if !c.deliver(m) {
+		if !c.dispatch(m) {
 			return nil
 		}
 		if p.QoS == 1 {

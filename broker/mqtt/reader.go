@@ -150,6 +150,19 @@ func (r *Reader) Buffered() int {
 	return r.end - r.start - r.last
 }
 
+// HasPacket reports whether the bytes already buffered hold the whole next
+// packet, so Next will return without reading. The broker flushes the
+// writes it deferred before any Next that could block.
+func (r *Reader) HasPacket() bool {
+	data := r.buf[r.start+r.last : r.end]
+	h, err := ParseFixedHeader(data, r.maxPacket)
+	if err == io.ErrUnexpectedEOF {
+		return false
+	}
+	// A bad header is returned by Next without reading, too.
+	return err != nil || len(data) >= h.Size+h.Remaining
+}
+
 // fill reads once (retrying empty reads) after making room for a packet of
 // need bytes starting at r.start.
 func (r *Reader) fill(need int) error {

@@ -336,3 +336,23 @@ func TestReaderZeroAlloc(t *testing.T) {
 		t.Fatalf("Reader.Next allocates %v times per packet", n)
 	}
 }
+
+func TestReaderHasPacket(t *testing.T) {
+	// Two PINGREQs and the first byte of a third, read at once.
+	r := NewReader(bytes.NewReader([]byte{0xC0, 0x00, 0xC0, 0x00, 0xC0}), 0)
+	if r.HasPacket() {
+		t.Fatal("empty reader claims a packet")
+	}
+	if _, _, err := r.Next(); err != nil {
+		t.Fatal(err)
+	}
+	if !r.HasPacket() {
+		t.Fatal("second PINGREQ is buffered")
+	}
+	if _, _, err := r.Next(); err != nil {
+		t.Fatal(err)
+	}
+	if r.HasPacket() {
+		t.Fatal("a lone first byte is not a packet")
+	}
+}
