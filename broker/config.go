@@ -27,7 +27,9 @@ type Config struct {
 	LogLevel  string `yaml:"log_level"`
 	LogFormat string `yaml:"log_format"`
 	NoAuth    bool   `yaml:"no_auth"`
-	Secret    string `yaml:"secret"`
+	// Debug serves Go's profiler on /debug/pprof/ (off by default).
+	Debug  bool   `yaml:"debug"`
+	Secret string `yaml:"secret"`
 
 	Keys    KeysConfig    `yaml:"keys"`
 	Limits  LimitsConfig  `yaml:"limits"`

@@ -38,11 +38,12 @@ type conn struct {
 	claims atomic.Pointer[keys.Claims]
 
 	// Only the reading goroutine touches these.
-	keyCache     map[string]*keys.Claims // verified Emitter-dialect keys
-	subScratch   []mqtt.Subscription
-	unsubScratch [][]byte
-	codeScratch  []byte
-	enc          encoder
+	deadlineArmed time.Time               // when armKeepalive last set the read deadline
+	keyCache      map[string]*keys.Claims // verified Emitter-dialect keys
+	subScratch    []mqtt.Subscription
+	unsubScratch  [][]byte
+	codeScratch   []byte
+	enc           encoder
 
 	// Outbound queue. See enqueue and flush.
 	omu        sync.Mutex
@@ -171,13 +172,7 @@ func (c *conn) readLoop() error {
 			c.flushPending()
 		}
 		if c.connected && r.Buffered() == 0 {
-			// Keepalive by read deadline, no ticker: 1.5 x the client's
-			// interval [MQTT-3.1.2-24]; 0 disables it.
-			if c.keepalive > 0 {
-				_ = c.nc.SetReadDeadline(time.Now().Add(c.keepalive * 3 / 2))
-			} else {
-				_ = c.nc.SetReadDeadline(time.Time{})
-			}
+			c.armKeepalive()
 		}
 		h, body, err := r.Next()
 		if err != nil {
@@ -187,6 +182,30 @@ func (c *conn) readLoop() error {
 			return err
 		}
 	}
+}
+
+// armKeepalive enforces keepalive by read deadline, with no ticker: a
+// client silent for 1.5 x its interval is closed [MQTT-3.1.2-24]; 0
+// disables it. Re-arming a deadline costs a runtime timer update, so it is
+// done at most once per slack period; the deadline carries that slack, so a
+// client is closed between 1.5 x and 1.5 x + slack after its last packet
+// (slack is at most 500 ms, inside reliability case B8's 1 s window).
+func (c *conn) armKeepalive() {
+	if c.keepalive <= 0 {
+		if !c.deadlineArmed.IsZero() {
+			return
+		}
+		_ = c.nc.SetReadDeadline(time.Time{})
+		c.deadlineArmed = time.Unix(1, 0)
+		return
+	}
+	slack := min(c.keepalive/2, 500*time.Millisecond)
+	now := time.Now()
+	if now.Sub(c.deadlineArmed) < slack {
+		return
+	}
+	_ = c.nc.SetReadDeadline(now.Add(c.keepalive*3/2 + slack))
+	c.deadlineArmed = now
 }
 
 func (c *conn) handle(h mqtt.FixedHeader, body []byte) error {

@@ -41,7 +41,9 @@ func (c *conn) handleAPI(pt parsedTopic, raw string, p *mqtt.Publish) {
 		c.apiKeyban(p.Payload, reply, fail)
 	case "me":
 		reply(map[string]any{"status": 200, "id": c.id, "links": map[string]string{}})
-	case "presence", "history", "link":
+	case "history":
+		c.apiHistory(p.Payload, reply, fail)
+	case "presence", "link":
 		fail(501, msgNotImpl)
 	default:
 		fail(404, msgNotFound)

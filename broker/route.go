@@ -173,6 +173,7 @@ func (s *Server) subscribe(sess *session, filter string, qos byte, tag uint8, re
 		return mqtt.SubackFailure, false
 	}
 	sess.subs[filter] = qos
+	sess.noteSubscribed(filter, tag) // persistent sessions: sessionstore.go
 	if ref != nil {
 		if sess.keyed == nil {
 			sess.keyed = make(map[string]keyRef)
@@ -192,6 +193,7 @@ func (s *Server) unsubscribe(sess *session, filter string) {
 	}
 	delete(sess.subs, filter)
 	delete(sess.keyed, filter)
+	sess.noteUnsubscribed(filter)
 	s.trie.Unsubscribe(filter, sess)
 }
 

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -68,12 +69,21 @@ func (s *Server) authorizeHTTP(w http.ResponseWriter, r *http.Request) (*keys.Cl
 	return cl, true
 }
 
+// Control lines a JSON-RPC connection's outbound queue carries besides
+// JSON documents, which never start with either: an empty line asks for a
+// ping frame (keepalive, eventhub.md §1.2), and a line starting with
+// closeMark for a close frame, after which the socket is closed. The rest
+// of a close line is the close reason; with one the code is 1008 (policy
+// violation), without one 1000 (normal closure) [RFC 6455 §7.4.1].
+const closeMark = '\x04'
+
 // textFrames writes each newline-terminated JSON document of a flush as its
 // own text frame, so the connection's coalescing outbound queue can serve
 // JSON-RPC clients, which expect one message per frame.
 type textFrames struct {
-	ws  *websocket.Conn
-	wmu sync.Mutex
+	ws       *websocket.Conn
+	wmu      sync.Mutex
+	deadline time.Time // the flusher's write deadline; guarded by wmu
 }
 
 func (t *textFrames) Read([]byte) (int, error) { return 0, net.ErrClosed }
@@ -86,8 +96,21 @@ func (t *textFrames) Write(p []byte) (int, error) {
 		if i < 0 {
 			i = len(p)
 		}
-		if i > 0 {
-			if err := t.ws.WriteMessage(websocket.TextMessage, p[:i]); err != nil {
+		switch line := p[:i]; {
+		case len(line) == 0:
+			if err := t.ws.WriteControl(websocket.PingMessage, nil, t.deadline); err != nil {
+				return n, err
+			}
+		case line[0] == closeMark:
+			code := websocket.CloseNormalClosure
+			if len(line) > 1 {
+				code = websocket.ClosePolicyViolation
+			}
+			_ = t.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, string(line[1:])), t.deadline)
+			t.ws.Close()
+			return n, net.ErrClosed
+		default:
+			if err := t.ws.WriteMessage(websocket.TextMessage, line); err != nil {
 				return n, err
 			}
 		}
@@ -99,12 +122,17 @@ func (t *textFrames) Write(p []byte) (int, error) {
 	}
 	return n, nil
 }
-func (t *textFrames) Close() error                       { return t.ws.Close() }
-func (t *textFrames) LocalAddr() net.Addr                { return t.ws.LocalAddr() }
-func (t *textFrames) RemoteAddr() net.Addr               { return t.ws.RemoteAddr() }
-func (t *textFrames) SetDeadline(d time.Time) error      { return t.ws.SetWriteDeadline(d) }
-func (t *textFrames) SetReadDeadline(d time.Time) error  { return t.ws.SetReadDeadline(d) }
-func (t *textFrames) SetWriteDeadline(d time.Time) error { return t.ws.SetWriteDeadline(d) }
+func (t *textFrames) Close() error                      { return t.ws.Close() }
+func (t *textFrames) LocalAddr() net.Addr               { return t.ws.LocalAddr() }
+func (t *textFrames) RemoteAddr() net.Addr              { return t.ws.RemoteAddr() }
+func (t *textFrames) SetDeadline(d time.Time) error     { return t.SetWriteDeadline(d) }
+func (t *textFrames) SetReadDeadline(d time.Time) error { return t.ws.SetReadDeadline(d) }
+func (t *textFrames) SetWriteDeadline(d time.Time) error {
+	t.wmu.Lock()
+	t.deadline = d
+	t.wmu.Unlock()
+	return t.ws.SetWriteDeadline(d)
+}
 
 // rpcConn is one JSON-RPC client.
 type rpcConn struct {
@@ -120,13 +148,32 @@ type rpcConn struct {
 	// close path.
 	mu   sync.Mutex
 	subs map[string]*session
+
+	// ending is set once a close frame is queued (disconnect, key expiry):
+	// the connection ends when the writer has sent it.
+	ending atomic.Bool
+}
+
+// end queues a close frame behind what is already queued and stops
+// deliveries; the writer closes the socket once the frame is out, which
+// ends the read loop. reason "" is a normal closure. Safe from any
+// goroutine; only the first call counts.
+func (rc *rpcConn) end(reason string) {
+	if !rc.ending.CompareAndSwap(false, true) {
+		return
+	}
+	rc.unsubscribeAll()
+	if !rc.out.enqueue(append([]byte{closeMark}, reason+"\n"...)) {
+		rc.ws.Close() // the queue is closed already (slow consumer)
+	}
 }
 
 func (s *Server) serveJSONRPC(w http.ResponseWriter, r *http.Request) {
 	cl, ok := s.authorizeHTTP(w, r)
-	if !ok {
+	if !ok || !s.takeConnSlot(w) {
 		return
 	}
+	defer s.online.Add(-1)
 	up := *s.rpcUpgrader
 	// Eventhub echoes an offered subprotocol; browsers fail a connection
 	// whose requested subprotocol is not selected, so select the first.
@@ -144,11 +191,9 @@ func (s *Server) serveJSONRPC(w http.ResponseWriter, r *http.Request) {
 	}
 	rc.out = &conn{srv: s, nc: &textFrames{ws: ws}, transport: "jsonrpc", connected: true}
 	s.rpcConns.Store(rc, struct{}{})
-	s.online.Add(1)
 	s.stats.AddConnectionsTotal(1)
 	defer func() {
 		s.rpcConns.Delete(rc)
-		s.online.Add(-1)
 		rc.close()
 	}()
 	rc.readLoop()
@@ -156,14 +201,7 @@ func (s *Server) serveJSONRPC(w http.ResponseWriter, r *http.Request) {
 
 // close removes every subscription and closes the socket.
 func (rc *rpcConn) close() {
-	rc.mu.Lock()
-	subs := rc.subs
-	rc.subs = map[string]*session{}
-	rc.mu.Unlock()
-	for f, child := range subs {
-		rc.srv.trie.Unsubscribe(child.rpcFilter, child)
-		_ = f
-	}
+	rc.unsubscribeAll()
 	rc.out.omu.Lock()
 	rc.out.oclosed = true
 	rc.out.omu.Unlock()
@@ -177,54 +215,67 @@ func (rc *rpcConn) readLoop() {
 		if err != nil {
 			return
 		}
-		if mt != websocket.TextMessage {
-			continue // Eventhub ignores binary frames
+		if mt != websocket.TextMessage || rc.ending.Load() {
+			// Eventhub ignores binary frames; nothing is read after a
+			// disconnect while its close frame goes out.
+			continue
 		}
-		calls, batch := jsonrpc.Parse(frame)
-		var out []byte
-		if batch {
-			out = append(out, '[')
+		out, disconnect := rc.handleFrame(frame, limiter)
+		if out != nil {
+			rc.out.enqueue(out)
 		}
-		wrote := false
-		for _, call := range calls {
-			var resp []byte
-			switch {
-			case call.Err != nil:
-				resp = jsonrpc.AppendError(nil, call.ID, call.Err)
-			case !limiter.Allow():
-				if !call.Notification {
-					resp = jsonrpc.AppendError(nil, call.ID, jsonrpc.ErrRateLimited)
-				}
-			default:
-				var closeAfter bool
-				resp, closeAfter = rc.dispatch(call.Request)
-				if closeAfter {
-					rc.out.closeAs("client sent disconnect")
-					return
-				}
-				if call.Notification {
-					resp = nil // [JSON-RPC 2.0 §4.1]: no response at all
-				}
-			}
-			if resp == nil {
-				continue
-			}
-			if batch && wrote {
-				out = append(out, ',')
-			}
-			out = append(out, resp...)
-			wrote = true
-			if !batch {
-				break
-			}
-		}
-		if batch {
-			out = append(out, ']')
-		}
-		if wrote {
-			rc.out.enqueue(append(out, '\n'))
+		if disconnect {
+			// Checklist 14: no response and a close frame, promptly; what
+			// was answered before still goes out first.
+			rc.end("")
 		}
 	}
+}
+
+// handleFrame runs the calls of one text frame and returns the frame to
+// send back (nil for none: notifications only [JSON-RPC 2.0 §4.1]), with
+// a batch's responses in one array [JSON-RPC 2.0 §6]. disconnect reports a
+// disconnect call; the calls after it are not run.
+func (rc *rpcConn) handleFrame(frame []byte, limiter *rate.Limiter) (out []byte, disconnect bool) {
+	calls, batch := jsonrpc.Parse(frame)
+	if batch {
+		out = append(out, '[')
+	}
+	wrote := false
+	for _, call := range calls {
+		var resp []byte
+		switch {
+		case call.Err != nil:
+			resp = jsonrpc.AppendError(nil, call.ID, call.Err)
+		case !limiter.Allow():
+			if !call.Notification {
+				resp = jsonrpc.AppendError(nil, call.ID, jsonrpc.ErrRateLimited)
+			}
+		default:
+			resp, disconnect = rc.dispatch(call.Request)
+			if call.Notification {
+				resp = nil
+			}
+		}
+		if disconnect {
+			break
+		}
+		if resp == nil {
+			continue
+		}
+		if batch && wrote {
+			out = append(out, ',')
+		}
+		out = append(out, resp...)
+		wrote = true
+	}
+	if !wrote {
+		return nil, disconnect
+	}
+	if batch {
+		out = append(out, ']')
+	}
+	return append(out, '\n'), disconnect
 }
 
 // dispatch runs one request and returns its encoded response. Pushes that
@@ -278,7 +329,9 @@ func paramInt(m map[string]json.RawMessage, k string) (int64, bool) {
 		return 0, false
 	}
 	var f float64
-	if json.Unmarshal(raw, &f) != nil {
+	// Beyond 2^53 a JSON number is no longer an exact integer, and a
+	// float64 outside int64's range has no defined conversion.
+	if json.Unmarshal(raw, &f) != nil || f < -(1<<53) || f > 1<<53 {
 		return 0, false
 	}
 	return int64(f), true
@@ -290,31 +343,22 @@ func (rc *rpcConn) call(req jsonrpc.Request) (any, *jsonrpc.Error) {
 	case "subscribe":
 		return rc.subscribe(req, p)
 	case "unsubscribe":
-		var topics []string
-		if json.Unmarshal(req.Params, &topics) != nil {
+		var entries []json.RawMessage
+		if json.Unmarshal(req.Params, &entries) != nil || entries == nil {
 			return nil, jsonrpc.InvalidParams("Parameter is not array of topics to unsubscribe from.")
 		}
 		n := 0
-		for _, t := range topics {
-			if rc.unsubscribe(t) {
+		for _, e := range entries {
+			// Entries that are not strings are skipped, as Eventhub does
+			// with invalid or unreadable ones.
+			var t string
+			if json.Unmarshal(e, &t) == nil && rc.unsubscribe(t) {
 				n++
 			}
 		}
 		return map[string]any{"unsubscribe_count": n}, nil
 	case "unsubscribeall":
-		rc.mu.Lock()
-		all := make([]string, 0, len(rc.subs))
-		for t := range rc.subs {
-			all = append(all, t)
-		}
-		rc.mu.Unlock()
-		n := 0
-		for _, t := range all {
-			if rc.unsubscribe(t) {
-				n++
-			}
-		}
-		return map[string]any{"unsubscribe_count": n}, nil
+		return map[string]any{"unsubscribe_count": rc.unsubscribeAll()}, nil
 	case "publish":
 		return rc.publish(p)
 	case "list":
@@ -371,23 +415,31 @@ func (rc *rpcConn) subscribe(req jsonrpc.Request, p map[string]json.RawMessage) 
 	}
 	rc.mu.Lock()
 	_, exists := rc.subs[t]
+	count := len(rc.subs)
 	rc.mu.Unlock()
 	if exists {
 		// Eventhub answers success again and keeps the first request id.
 		rc.out.enqueue(append(ack, '\n'))
 		return nil, nil
 	}
+	if max := rc.srv.cfg.Limits.MaxSubscriptions; max > 0 && count >= max {
+		// H7: each subscription is a trie entry; one socket must not
+		// grow the trie without bound.
+		return nil, jsonrpc.InvalidParams("Too many subscriptions on this connection (limits.max_subscriptions).")
+	}
 	child := newSession(rc.srv, "rpc-"+rc.id, true)
 	child.rpcFilter = t
 	child.rpcPrefix = rpcPrefix(req.ID)
 	child.held = [][]byte{} // hold live pushes until history is out
 	child.conn.Store(rc.out)
-	rc.mu.Lock()
-	rc.subs[t] = child
-	rc.mu.Unlock()
 	if _, err := rc.srv.trie.Subscribe(t, child, 0, tagJSON); err != nil {
 		return nil, jsonrpc.InvalidParams("Invalid topic in request: " + t)
 	}
+	// Recorded only once in the trie, so a failed subscribe leaves nothing
+	// behind; the close path removes what is recorded here.
+	rc.mu.Lock()
+	rc.subs[t] = child
+	rc.mu.Unlock()
 	rc.out.enqueue(append(ack, '\n'))
 	rc.replay(child, req.ID, p)
 	child.releaseHeld()
@@ -398,6 +450,19 @@ func (rc *rpcConn) subscribe(req jsonrpc.Request, p map[string]json.RawMessage) 
 func rpcPrefix(id json.RawMessage) []byte {
 	b := append([]byte(`{"id":`), id...)
 	return append(b, `,"jsonrpc":"2.0","result":`...)
+}
+
+// unsubscribeAll removes every subscription and returns how many there
+// were.
+func (rc *rpcConn) unsubscribeAll() int {
+	rc.mu.Lock()
+	subs := rc.subs
+	rc.subs = map[string]*session{}
+	rc.mu.Unlock()
+	for t, child := range subs {
+		rc.srv.trie.Unsubscribe(t, child)
+	}
+	return len(subs)
 }
 
 func (rc *rpcConn) unsubscribe(t string) bool {
@@ -428,9 +493,18 @@ func (rc *rpcConn) publish(p map[string]json.RawMessage) (any, *jsonrpc.Error) {
 	if topic.ValidateTopic([]byte(t)) != nil {
 		return nil, jsonrpc.InvalidParams(t + " is not a valid topic.")
 	}
-	ttl := time.Duration(rc.srv.cfg.Storage.DefaultTTL)
-	if v, ok := paramInt(p, "ttl"); ok && v > 0 {
-		ttl = time.Duration(v) * time.Second
+	if !rc.srv.allowRate(rc.claims, t) {
+		// A result, not an error: clients read status (eventhub.md §2.2).
+		return map[string]any{"action": "publish", "status": "ERR_RATE_LIMIT_EXCEEDED", "topic": t}, nil
+	}
+	// With the cache on every publish is kept for default_ttl, or the ttl
+	// asked for (§5); with it off only storage.record topics are.
+	var ttl time.Duration
+	if rc.srv.cfg.JSONRPC.EnableCache {
+		ttl = time.Duration(rc.srv.cfg.Storage.DefaultTTL)
+		if v, ok := paramInt(p, "ttl"); ok && v > 0 {
+			ttl = time.Duration(v) * time.Second
+		}
 	}
 	var at time.Time
 	if v, ok := paramInt(p, "timestamp"); ok && v > 0 {

@@ -30,9 +30,14 @@ type Server struct {
 	trie  *topic.Trie[*session]
 	store store.Store
 	ids   *store.IDGenerator
+	// saver writes persistent sessions to the store (sessionstore.go).
+	saver sessionSaver
 
 	rpcConns    sync.Map // *rpcConn -> struct{}
 	rpcUpgrader *websocket.Upgrader
+	sseConns    sync.Map // *sseStream -> struct{}: for keepalives and key expiry
+	// rateLimits counts publishes against Eventhub's rlimit claims.
+	rateLimits rateWindows
 	// presetIDs holds the ids of publishes that carry their own time
 	// (Eventhub's publish timestamp), by encoder; see msgID.
 	presetIDs    sync.Map // *encoder -> store.ID
@@ -97,8 +102,10 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	if err := s.openStore(); err != nil {
-		return nil, err
+		// One line that says what to do next (DESIGN §1).
+		return nil, fmt.Errorf("%w (docs/storage.md, \"Damage and recovery\", says what to do)", err)
 	}
+	s.restoreSessions()
 	s.rpcUpgrader = s.newUpgrader(nil)
 	s.rpcUpgrader.HandshakeTimeout = time.Duration(cfg.JSONRPC.HandshakeTimeout)
 	tlsSrv, err := newTLSServer(cfg, logger)
@@ -145,6 +152,10 @@ func (s *Server) Serve(ln net.Listener) {
 	s.wg.Add(1)
 	go s.expireLoop()
 	go s.keyEnforcer()
+	s.wg.Add(1)
+	go s.keepaliveLoop()
+	s.wg.Add(1)
+	go s.sessionSaverLoop()
 	go s.acceptLoop(ln, s.httpLn)
 	go func() {
 		defer s.wg.Done()
@@ -189,6 +200,8 @@ func (s *Server) Close() error {
 	})
 	s.wg.Wait()
 	if s.store != nil {
+		// What the last detaching connections asked the saver for.
+		s.flushSessions()
 		if err := s.store.Close(); err != nil {
 			s.log.Error("store close", "err", err)
 		}
@@ -248,9 +261,16 @@ func (s *Server) httpHandler() http.Handler {
 	mux.HandleFunc("/livez", health)
 	mux.HandleFunc("/readyz", health)
 	mux.HandleFunc("/stats", s.serveStats)
+	s.registerDebug(mux)
 	mux.Handle("/metrics", s.metricsHandler())
 	mux.HandleFunc("/keygen", s.serveKeygen)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/api/publish", s.serveHTTPPublish)
+	root := func(w http.ResponseWriter, r *http.Request) {
+		// Eventhub routes on Accept before Upgrade (eventhub.md §1.1 #6).
+		if r.Header.Get("Accept") == "text/event-stream" {
+			s.serveSSE(w, r)
+			return
+		}
 		if websocket.IsWebSocketUpgrade(r) {
 			if offersMQTT(r) {
 				s.serveMQTTWebSocket(w, r)
@@ -260,8 +280,9 @@ func (s *Server) httpHandler() http.Handler {
 			return
 		}
 		http.Error(w, "pubsub: no such endpoint (MQTT over TCP or WebSocket, /healthz)", http.StatusNotFound)
-	})
-	return mux
+	}
+	mux.HandleFunc("/", root)
+	return withCORS(withRawPaths(mux, root))
 }
 
 var errServerClosing = errors.New("server closing")

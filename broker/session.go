@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 
 	"github.com/pubsub/pubsub/broker/mqtt"
+	"github.com/pubsub/pubsub/broker/store"
 )
 
 // session is the state the node keeps for one client id: its subscriptions,
@@ -27,6 +28,14 @@ type session struct {
 	qos2in   map[uint16]struct{} // QoS 2 ids received and not yet released
 	dropped  uint64              // messages dropped from a full queue
 
+	// Persistence (sessionstore.go). tags holds the non-zero tags of subs,
+	// which the trie cannot list per session. offline: the connection
+	// ended and what it left was spilled to the store, so queued messages
+	// are appended there too. gone: dropped; nothing more is persisted.
+	tags    map[string]uint8
+	offline bool
+	gone    bool
+
 	// JSON-RPC child sessions (see rpc.go): the subscribed string, the
 	// rendered start of every push, and pushes held while history is sent
 	// (nil when not holding).
@@ -48,6 +57,9 @@ type outbound struct {
 	// released: PUBREC received for a QoS 2 message; what is left to send
 	// is PUBREL [MQTT-4.3.3-1].
 	released bool
+	// storeID is the message's entry in the store's session queue; zero
+	// when it is kept in memory only (sessionstore.go).
+	storeID store.ID
 }
 
 func newSession(srv *Server, id string, clean bool) *session {
@@ -74,12 +86,16 @@ func (s *session) sendQoS(encoded []byte, pidAt int, qos byte, payloadLen int, v
 	if len(s.queue) >= s.srv.cfg.Limits.MaxQueued {
 		// Drop the oldest: a client that comes back wants recent data more
 		// than stale data, and the newest message was just accepted.
+		s.ackStoredLocked(s.queue[0])
 		s.queue[0] = nil
 		s.queue = s.queue[1:]
 		s.dropped++
 		s.srv.stats.AddDropped(1)
 	}
 	s.queue = append(s.queue, m)
+	if s.offline {
+		s.persistLocked(m) // before the publisher's PUBACK
+	}
 }
 
 // sendLocked assigns a packet id and puts m on the wire. s.mu must be held.
@@ -134,6 +150,7 @@ func (s *session) resume(c *conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.conn.Store(c)
+	s.offline = false
 	for _, m := range s.inflight {
 		if m.released {
 			c.enqueue(mqtt.AppendAck(nil, mqtt.TypePubrel, m.id))
@@ -157,6 +174,7 @@ func (s *session) acked(c *conn, id uint16, t mqtt.Type) bool {
 		switch {
 		case t == mqtt.TypePuback && m.qos == 1,
 			t == mqtt.TypePubcomp && m.qos == 2:
+			s.ackStoredLocked(m)
 			copy(s.inflight[i:], s.inflight[i+1:])
 			s.inflight[len(s.inflight)-1] = nil
 			s.inflight = s.inflight[:len(s.inflight)-1]
@@ -165,6 +183,7 @@ func (s *session) acked(c *conn, id uint16, t mqtt.Type) bool {
 		case t == mqtt.TypePubrec && m.qos == 2:
 			m.released = true
 			m.pkt = nil // only PUBREL is left to send
+			s.ackStoredLocked(m)
 			return true
 		}
 		return false
@@ -218,10 +237,11 @@ func (s *Server) attach(c *conn, p *mqtt.Connect) (*session, bool) {
 	// routed in between would otherwise overtake it.
 	if old != nil {
 		c.sess = old
-		c.enqueueControl(mqtt.AppendConnack(nil, true, mqtt.Accepted))
 		// The session resumes under this connection's key, not the one it
-		// was built under (E10, docs/keys.md).
-		old.restrictTo(c.claims.Load())
+		// was built under (E10, docs/keys.md). Before CONNACK, so the gap
+		// between CONNACK and resume stays as short as it was.
+		old.restrictToPersisted(c.claims.Load())
+		c.enqueueControl(mqtt.AppendConnack(nil, true, mqtt.Accepted))
 		old.resume(c)
 		return old, true
 	}
@@ -230,6 +250,9 @@ func (s *Server) attach(c *conn, p *mqtt.Connect) (*session, bool) {
 	c.enqueueControl(mqtt.AppendConnack(nil, false, mqtt.Accepted))
 	sess.conn.Store(c)
 	s.sessions[p.ClientID] = sess
+	if !sess.clean {
+		s.sessionChanged(sess.id) // its record, written by the saver
+	}
 	return sess, false
 }
 
@@ -237,6 +260,10 @@ func (s *Server) attach(c *conn, p *mqtt.Connect) (*session, bool) {
 // session ends with it; a persistent one stays, offline, and queues.
 func (s *Server) detach(c *conn) {
 	sess := c.sess
+	if !sess.clean {
+		// After s.mu is released: spilling to the store may fsync.
+		defer sess.spillOffline()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !sess.conn.CompareAndSwap(c, nil) {
@@ -263,6 +290,8 @@ func (s *Server) dropSessionLocked(sess *session) {
 	sess.inflight = nil
 	sess.queue = nil
 	sess.qos2in = nil
+	sess.tags = nil
+	sess.forgetLocked()
 }
 
 // pushJSON delivers a JSON-RPC push to a child session, or holds it while

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"hash/fnv"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/pubsub/pubsub/broker/jsonrpc"
@@ -57,9 +59,7 @@ func (s *Server) openStore() error {
 	if err != nil {
 		return fmt.Errorf("open %s store: %w", sc.Provider, err)
 	}
-	h := fnv.New32a()
-	h.Write([]byte(nodeName(s.cfg)))
-	s.ids = store.NewIDGenerator(uint16(h.Sum32()), nil)
+	s.ids = store.NewIDGenerator(nodeIDOf(s.cfg), nil)
 	// Ids keep increasing across a restart even if the clock stepped back.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -67,6 +67,13 @@ func (s *Server) openStore() error {
 		s.ids.Advance(newest[0].ID)
 	}
 	return nil
+}
+
+// nodeIDOf is the node component of the message ids this node mints.
+func nodeIDOf(cfg Config) uint16 {
+	h := fnv.New32a()
+	h.Write([]byte(nodeName(cfg)))
+	return uint16(h.Sum32())
 }
 
 // Store is the node's message store (tests and tools).
@@ -94,10 +101,33 @@ func (s *Server) expireLoop() {
 // use so a message that is neither stored nor pushed to JSON-RPC costs none.
 func (s *Server) msgID(enc *encoder) store.ID {
 	if !enc.hasID {
-		enc.id = s.ids.Next()
-		enc.hasID = true
+		enc.id, enc.hasID = s.presetID(enc), true
 	}
 	return enc.id
+}
+
+// presetID returns the id publishExternal chose for the message enc routes,
+// or a fresh one. The common case costs one atomic load: the table is only
+// read while a publish with its own timestamp is in flight.
+func (s *Server) presetID(enc *encoder) store.ID {
+	if s.presetActive.Load() > 0 {
+		if v, ok := s.presetIDs.Load(enc); ok {
+			return v.(store.ID)
+		}
+	}
+	return s.ids.Next()
+}
+
+// timestampedSeq numbers ids minted for a publisher-chosen time. Their
+// sequence has the top bit set, a range the generator (which restarts at 0
+// every millisecond) never reaches, so they cannot collide with its ids.
+var timestampedSeq atomic.Uint32
+
+// timestampedID mints an id for Eventhub's publish timestamp parameter
+// (eventhub.md §2.2: it overrides the id and the history time).
+func (s *Server) timestampedID(at time.Time) store.ID {
+	seq := timestampedSeq.Add(1)&(1<<31-1) | 1<<31
+	return store.MakeID(at.UnixMilli(), nodeIDOf(s.cfg), seq)
 }
 
 // storeMessage appends the routed message to history when ttl > 0.
@@ -155,6 +185,16 @@ func (s *Server) publishExternal(p externalPublish) (store.ID, error) {
 	enc := encoders.Get().(*encoder)
 	defer encoders.Put(enc)
 	enc.origin = p.origin
+	s.stats.AddMessagesIn(1)
+	s.stats.AddBytesIn(int64(len(p.payload)))
+	if !p.at.IsZero() {
+		s.presetIDs.Store(enc, s.timestampedID(p.at))
+		s.presetActive.Add(1)
+		defer func() {
+			s.presetIDs.Delete(enc)
+			s.presetActive.Add(-1)
+		}()
+	}
 	t := []byte(p.topic)
 	s.publish(enc, t, p.payload, p.qos, p.retain, nil, false)
 	id := s.msgID(enc)
@@ -223,36 +263,73 @@ func (c *conn) sendStored(msgs []store.Message, tag uint8, granted byte, retain 
 	}
 }
 
-// rpcQuery reads Eventhub's history parameters: since (ms; negative is
-// relative to now), sinceEventId, limit (capped by max_request_limit).
-func (rc *rpcConn) rpcQuery(filter string, p map[string]json.RawMessage) (q store.Query, ok bool) {
-	limit := rc.srv.cfg.Storage.MaxRequestLimit
-	if v, has := paramInt(p, "limit"); has {
-		if v == 0 {
-			return q, false
-		}
-		if v > 0 && int(v) < limit {
-			limit = int(v)
+// historyRequest is Eventhub's history parameters (eventhub.md §5), shared
+// by subscribe, eventlog and SSE.
+type historyRequest struct {
+	filter string
+	// sinceEventID is the id after which to replay; hasSinceEventID is set
+	// when one was given, even a malformed one.
+	sinceEventID    string
+	hasSinceEventID bool
+	since           int64 // ms since the epoch; negative = relative to now; 0 = none
+	limit           int64
+	hasLimit        bool
+}
+
+// rpcHistory reads the history parameters of a JSON-RPC request.
+func rpcHistory(filter string, p map[string]json.RawMessage) historyRequest {
+	h := historyRequest{filter: filter}
+	if id, ok := paramString(p, "sinceEventId"); ok && id != "" {
+		h.sinceEventID, h.hasSinceEventID = id, true
+	}
+	h.since, _ = paramInt(p, "since")
+	h.limit, h.hasLimit = paramInt(p, "limit")
+	return h
+}
+
+// history answers a history request, oldest first: the newest `limit`
+// messages (capped by storage.max_request_limit; negative means the cap, 0
+// nothing) after sinceEventId, else since `since`. As in Eventhub, an
+// unknown or expired sinceEventId yields nothing rather than everything, and
+// a request with neither yields nothing.
+func (s *Server) history(h historyRequest) ([]store.Message, error) {
+	limit := s.cfg.Storage.MaxRequestLimit
+	if h.hasLimit {
+		switch {
+		case h.limit == 0:
+			return nil, nil
+		case h.limit > 0 && h.limit < int64(limit):
+			limit = int(h.limit)
 		}
 	}
-	q = store.Query{Filter: filter, Newest: true, Limit: limit}
-	if s, has := paramString(p, "sinceEventId"); has && s != "" {
-		id, err := store.ParseID(s)
+	q := store.Query{Filter: h.filter, Newest: true, Limit: limit}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	switch {
+	case h.hasSinceEventID:
+		id, err := store.ParseID(h.sinceEventID)
 		if err != nil {
-			return q, false
+			return nil, nil
+		}
+		// The id must still be stored under this filter: an unknown one
+		// means the client's position is lost, and Eventhub then replays
+		// nothing (§5 sinceEventId).
+		at, err := s.store.Query(ctx, store.Query{Filter: h.filter, From: id.Time(), Until: id.Time()})
+		if err != nil {
+			return nil, err
+		}
+		if !slices.ContainsFunc(at, func(m store.Message) bool { return m.ID == id }) {
+			return nil, nil
 		}
 		q.AfterID = id
-		return q, true
+	case h.since < 0:
+		q.From = time.Now().Add(time.Duration(h.since) * time.Millisecond)
+	case h.since > 0:
+		q.From = time.UnixMilli(h.since)
+	default:
+		return nil, nil
 	}
-	if v, has := paramInt(p, "since"); has && v != 0 {
-		if v < 0 {
-			q.From = time.Now().Add(time.Duration(v) * time.Millisecond)
-		} else {
-			q.From = time.UnixMilli(v)
-		}
-		return q, true
-	}
-	return q, false
+	return s.store.Query(ctx, q)
 }
 
 // rpcItem is one history entry in Eventhub's shape.
@@ -267,15 +344,13 @@ func itemOf(m store.Message) rpcItem {
 	return rpcItem{ID: m.ID.String(), Message: string(m.Payload), Origin: m.Publisher, Topic: m.Topic}
 }
 
-// replay pushes history for a JSON-RPC subscribe, after its ack.
+// replay pushes history for a JSON-RPC subscribe, after its ack. With
+// jsonrpc.enable_cache off there is none, silently, as in Eventhub.
 func (rc *rpcConn) replay(child *session, id json.RawMessage, p map[string]json.RawMessage) {
-	q, ok := rc.rpcQuery(child.rpcFilter, p)
-	if !ok {
+	if !rc.srv.cfg.JSONRPC.EnableCache {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	msgs, err := rc.srv.store.Query(ctx, q)
+	msgs, err := rc.srv.history(rpcHistory(child.rpcFilter, p))
 	if err != nil {
 		rc.srv.log.Warn("history query failed", "err", err)
 		return
@@ -289,18 +364,19 @@ func (rc *rpcConn) replay(child *session, id json.RawMessage, p map[string]json.
 }
 
 func (rc *rpcConn) eventlog(p map[string]json.RawMessage) (any, *jsonrpc.Error) {
-	t, ok := paramString(p, "topic")
-	if !ok || t == "" {
-		// Eventhub reads topic and sinceEventId together (§2.2 quirk).
-		if _, has := p["since"]; !has {
-			return nil, jsonrpc.InvalidParams("You must specify either 'since' or 'sinceEventId'.")
-		}
-		return nil, jsonrpc.InvalidParams("You must specify topic.")
+	if !rc.srv.cfg.JSONRPC.EnableCache {
+		return nil, jsonrpc.InvalidParams("Cache is not enabled in server config")
 	}
-	_, hasSince := p["since"]
-	_, hasID := p["sinceEventId"]
-	if !hasSince && !hasID {
+	h := rpcHistory("", p)
+	t, ok := paramString(p, "topic")
+	// Eventhub reads topic and sinceEventId together, so a missing topic
+	// hides sinceEventId and the "either" error wins (§2.2 quirk); since
+	// 0 asks for nothing and counts as absent (§5).
+	if h.since == 0 && (!h.hasSinceEventID || !ok || t == "") {
 		return nil, jsonrpc.InvalidParams("You must specify either 'since' or 'sinceEventId'.")
+	}
+	if !ok || t == "" {
+		return nil, jsonrpc.InvalidParams("You must specify topic.")
 	}
 	if topic.ValidateFilter(t) != nil {
 		return nil, jsonrpc.InvalidParams("Invalid topic in request: " + t)
@@ -308,17 +384,14 @@ func (rc *rpcConn) eventlog(p map[string]json.RawMessage) (any, *jsonrpc.Error) 
 	if !rc.canRead(t) || (!rc.srv.cfg.NoAuth && !rc.claims.CanLoad(t)) {
 		return nil, jsonrpc.InvalidParams("You are not allowed to read from topic: " + t)
 	}
-	items := []rpcItem{}
-	if q, ok := rc.rpcQuery(t, p); ok {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		msgs, err := rc.srv.store.Query(ctx, q)
-		if err != nil {
-			return nil, jsonrpc.InvalidParams("Error while looking up cache: " + err.Error())
-		}
-		for _, m := range msgs {
-			items = append(items, itemOf(m))
-		}
+	h.filter = t
+	msgs, err := rc.srv.history(h)
+	if err != nil {
+		return nil, jsonrpc.InvalidParams("Error while looking up cache: " + err.Error())
+	}
+	items := make([]rpcItem, 0, len(msgs))
+	for _, m := range msgs {
+		items = append(items, itemOf(m))
 	}
 	return map[string]any{"action": "eventlog", "items": items, "status": "ok", "topic": t}, nil
 }
@@ -328,6 +401,9 @@ func (rc *rpcConn) eventlog(p map[string]json.RawMessage) (any, *jsonrpc.Error) 
 const kvPrefix = "kv/"
 
 func (rc *rpcConn) kv(method string, p map[string]json.RawMessage) (any, *jsonrpc.Error) {
+	if !rc.srv.cfg.JSONRPC.EnableKVStore {
+		return nil, jsonrpc.InvalidParams("KVStore is not enabled.")
+	}
 	key, ok := paramString(p, "key")
 	if !ok || key == "" {
 		return nil, jsonrpc.InvalidParams("You must specify 'key'.")

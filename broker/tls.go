@@ -209,7 +209,13 @@ func loadCertificate(t TLSConfig) (*tls.Certificate, error) {
 	}
 	pair, err := tls.X509KeyPair(certIn.data, keyIn.data)
 	if err != nil {
-		return nil, keyIn.fault(fmt.Errorf("does not go with the certificate in %s: %w", certIn.key, err))
+		// crypto/tls has no sentinel for a mismatch; say it plainly when
+		// that is the cause, otherwise pass its reason on (a key that
+		// does not parse, an unsupported algorithm).
+		if strings.Contains(err.Error(), "does not match") {
+			err = fmt.Errorf("does not go with the certificate in %s: %w", certIn.key, err)
+		}
+		return nil, keyIn.fault(err)
 	}
 	return &pair, nil
 }

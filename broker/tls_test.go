@@ -15,6 +15,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"io"
 	"log/slog"
 	"math/big"
@@ -407,6 +408,7 @@ func TestTLSConfigValidate(t *testing.T) {
 	emptyFile := writeFile(t, dir, "empty.pem", nil)
 	combined := writeFile(t, dir, "combined.pem", append(append([]byte{}, pair.cert...), pair.key...))
 	encryptedKey := writeFile(t, dir, "encrypted.pem", pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: []byte{1, 2, 3}}))
+	junkKey := writeFile(t, dir, "junk-key.pem", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte{1, 2, 3}}))
 
 	for _, tc := range []struct {
 		name    string
@@ -432,6 +434,7 @@ func TestTLSConfigValidate(t *testing.T) {
 		{"swapped", broker.TLSConfig{CertFile: keyFile, KeyFile: certFile}, "tls.cert_file", "swapped"},
 		{"key is a certificate", broker.TLSConfig{CertFile: certFile, KeyFile: certFile}, "tls.key_file", "swapped"},
 		{"encrypted key", broker.TLSConfig{CertFile: certFile, KeyFile: encryptedKey}, "tls.key_file", "encrypted"},
+		{"key does not parse", broker.TLSConfig{CertFile: certFile, KeyFile: junkKey}, "tls.key_file", "failed to parse private key"},
 		{"file and pem", broker.TLSConfig{CertFile: certFile, CertPEM: string(pair.cert), KeyFile: keyFile}, "tls.cert_pem", "not both"},
 		{"key file and pem", broker.TLSConfig{CertFile: certFile, KeyFile: keyFile, KeyPEM: string(pair.key)}, "tls.key_pem", "not both"},
 		{"listen without certificate", broker.TLSConfig{Listen: ":8443"}, "tls.listen", "no certificate"},
@@ -631,6 +634,37 @@ func TestTLSPortInUse(t *testing.T) {
 	ln, err := net.Listen("tcp", plainAddr)
 	require.NoError(t, err, "the plain port is released after the failed start")
 	require.NoError(t, ln.Close())
+}
+
+// FuzzTLSConfigPEM feeds arbitrary certificate and key text to the PEM
+// loader through Config.Validate: it must never panic, and every refusal is
+// a *ConfigError naming one of the TLS keys.
+func FuzzTLSConfigPEM(f *testing.F) {
+	ca := newTestCA(f, "fuzz CA")
+	pair := ca.issue(f, 1)
+	other := ca.issue(f, 2)
+	f.Add(string(pair.cert), string(pair.key))
+	f.Add(string(pair.cert), string(other.key))
+	f.Add(string(pair.key), string(pair.cert))
+	f.Add(strings.ReplaceAll(string(pair.cert), "\n", `\n`), strings.ReplaceAll(string(pair.key), "\n", `\n`))
+	f.Add(string(pair.cert)+string(pair.key), string(pair.cert)+string(pair.key))
+	f.Add("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+	f.Add("-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n", "")
+	f.Add("", "")
+	f.Add("\\n", "\x00")
+	tlsKeys := map[string]bool{"tls.cert_pem": true, "tls.key_pem": true, "tls.cert_file": true, "tls.key_file": true}
+	f.Fuzz(func(t *testing.T, certPEM, keyPEM string) {
+		cfg := broker.DefaultConfig()
+		cfg.TLS.CertPEM, cfg.TLS.KeyPEM = certPEM, keyPEM
+		err := cfg.Validate()
+		if err == nil {
+			return
+		}
+		var ce *broker.ConfigError
+		if !errors.As(err, &ce) || !tlsKeys[ce.Key] {
+			t.Fatalf("refusal %v does not name a TLS key", err)
+		}
+	})
 }
 
 // ---------------------------------------------------------------- benchmarks

@@ -27,6 +27,9 @@ func (o *clientOptions) addFlags(fs *pflag.FlagSet, streams Streams) {
 	}
 	fs.StringVarP(&o.server, "server", "s", server, "node address: host:port or tcp://, tls://, ws://, wss:// URL (env PUBSUB_SERVER)")
 	fs.StringVarP(&o.key, "key", "k", streams.getenv("PUBSUB_KEY"), "channel key (env PUBSUB_KEY)")
+	// The key from the environment is the flag's value, but help must not
+	// print it: help text ends up in terminals, logs and bug reports.
+	fs.Lookup("key").DefValue = ""
 	fs.StringVar(&o.clientID, "id", "", "MQTT client id (default: assigned by the node)")
 	fs.StringVarP(&o.username, "username", "u", "", "MQTT user name (the identity shown in presence)")
 	fs.DurationVar(&o.timeout, "connect-timeout", 10*time.Second, "how long to wait for the node to accept the connection")

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -23,6 +25,7 @@ type pubOptions struct {
 	interval time.Duration
 	qos      int
 	retain   bool
+	ttl      time.Duration
 }
 
 func newPubCommand(streams Streams) *cobra.Command {
@@ -32,12 +35,19 @@ func newPubCommand(streams Streams) *cobra.Command {
 		Short: "Publish messages",
 		Long: `Publish to TOPIC. The message comes from the argument, from --file, or from
 standard input (the whole input as one message, or one message per line with
---lines).`,
+--lines).
+
+--ttl keeps each message in the node's store for that long, so subscribers
+can replay it later (pubsub sub --last/--since). It is sent as the topic's
+options level, TOPIC/?ttl=SECONDS (docs/storage.md); with authentication on,
+the key needs the 's' permission or the node routes the message without
+storing it.`,
 		Example: `  pubsub pub sensors/t1 '21.5'
   pubsub pub -q 1 -r status/node1 online
   echo hello | pubsub pub chat/room1
   tail -f app.log | pubsub pub --lines logs/app
-  pubsub pub --count 100 --interval 10ms bench/x ping`,
+  pubsub pub --count 100 --interval 10ms bench/x ping
+  pubsub pub --ttl 1h -q 1 sensors/t1 '21.5'   # stored: 'pubsub sub --last 10' replays it`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.topic = args[0]
@@ -55,6 +65,7 @@ standard input (the whole input as one message, or one message per line with
 	fs.DurationVar(&opts.interval, "interval", 0, "wait this long between messages")
 	fs.IntVarP(&opts.qos, "qos", "q", 0, "quality of service: 0, 1 or 2")
 	fs.BoolVarP(&opts.retain, "retain", "r", false, "ask the node to retain the message for new subscribers")
+	fs.DurationVar(&opts.ttl, "ttl", 0, "store each message for this long (whole seconds, e.g. 90s, 24h) so it can be replayed")
 	return cmd
 }
 
@@ -71,6 +82,14 @@ func runPub(ctx context.Context, opts pubOptions, streams Streams) error {
 	}
 	if opts.hasMsg && opts.lines {
 		return usageError("--lines reads standard input or --file; drop the MESSAGE argument")
+	}
+	if opts.ttl < 0 {
+		return usageError("--ttl %s: must be positive", opts.ttl)
+	}
+	if opts.ttl > 0 {
+		// The option counts whole seconds; round up so 500ms still stores.
+		secs := int64((opts.ttl + time.Second - 1) / time.Second)
+		opts.topic = withTopicOption(opts.topic, "ttl", strconv.FormatInt(secs, 10))
 	}
 	var in io.Reader = streams.In
 	if opts.file != "" {
@@ -124,6 +143,25 @@ func runPub(ctx context.Context, opts pubOptions, streams Streams) error {
 		}
 		return send(msg)
 	}
+}
+
+// withTopicOption adds key=value to the options level of a topic or filter
+// (DESIGN §4), creating the level when there is none: "a/b" becomes
+// "a/b/?ttl=60", "a/b/?last=5" becomes "a/b/?last=5&ttl=60". A topic that
+// ends with '/' is an Emitter channel ("KEY/a/b/"), which the options level
+// follows directly.
+func withTopicOption(t, key, value string) string {
+	opt := key + "=" + value
+	if i := strings.LastIndex(t, "/?"); i >= 0 && !strings.Contains(t[i+2:], "/") {
+		if len(t) == i+2 {
+			return t + opt
+		}
+		return t + "&" + opt
+	}
+	if strings.HasSuffix(t, "/") {
+		return t + "?" + opt
+	}
+	return t + "/?" + opt
 }
 
 func isTerminalReader(r io.Reader) bool {

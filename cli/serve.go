@@ -33,6 +33,8 @@ var serveFlags = []struct{ flag, key, usage string }{
 	{"node-name", "node_name", "this node's name in the cluster (default: host name)"},
 	{"log-level", "log_level", "debug, info, warn or error"},
 	{"log-format", "log_format", "auto (text on a terminal, JSON otherwise), text or json"},
+	{"storage", "storage.provider", "message store: memory (lost on exit) or disk (DATA_DIR/store, survives restarts)"},
+	{"storage-sync", "storage.sync", `disk store durability: "always" (fsync before each PUBACK) or an interval such as 100ms`},
 	{"tls-listen", "tls.listen", "address for MQTT, WebSocket and HTTP over TLS (default :8443 once a certificate is set)"},
 	{"tls-cert", "tls.cert_file", "TLS certificate (PEM, leaf first then chain); SIGHUP reloads it"},
 	{"tls-key", "tls.key_file", "TLS private key (PEM); SIGHUP reloads it"},
@@ -51,6 +53,7 @@ share one port. Configuration: defaults < config file < PUBSUB_* environment
 < flags; 'pubsub serve --print-config' shows the result.`,
 		Example: `  pubsub serve
   pubsub serve --listen 127.0.0.1:1883 --log-level debug
+  pubsub serve --storage disk --data-dir /var/lib/pubsub --storage-sync always
   PUBSUB_LIMITS_MAX_INFLIGHT=100 pubsub serve --config pubsub.yaml
   pubsub serve --print-config > pubsub.yaml`,
 		Args: cobra.NoArgs,
@@ -68,7 +71,8 @@ share one port. Configuration: defaults < config file < PUBSUB_* environment
 	}
 	fs := cmd.Flags()
 	def := broker.DefaultConfig()
-	defaults := map[string]string{"listen": def.Listen, "data_dir": def.DataDir, "log_level": def.LogLevel, "log_format": def.LogFormat}
+	defaults := map[string]string{"listen": def.Listen, "data_dir": def.DataDir, "log_level": def.LogLevel, "log_format": def.LogFormat,
+		"storage.provider": def.Storage.Provider, "storage.sync": def.Storage.Sync}
 	for i, f := range serveFlags {
 		fs.StringVar(&flagValues[i], f.flag, defaults[f.key], f.usage)
 	}

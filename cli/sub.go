@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -27,6 +28,8 @@ type subOptions struct {
 	count      int
 	timeout    time.Duration
 	persistent bool
+	last       int
+	since      string
 }
 
 func newSubCommand(streams Streams) *cobra.Command {
@@ -38,11 +41,23 @@ func newSubCommand(streams Streams) *cobra.Command {
 and print each message: "topic payload" per line by default, the payload
 alone with --raw, or one JSON object per line with --json.
 
+--last N and --since replay stored messages (published with a ttl, see
+pubsub pub --ttl) before live ones: the newest N, or those since a time, for
+every filter, oldest first. --since takes a duration back from now (90m) or
+an RFC 3339 time; without --last it replays at most the node's
+storage.max_request_limit (default 100). They are sent as the filter's
+options level, FILTER/?last=N&from=UNIX (docs/storage.md); with
+authentication on, the key needs the 'l' permission. A message published
+while the subscription is being made may arrive twice, once replayed and
+once live.
+
 Exit codes: 0 ok (also on Ctrl-C), 1 error, 2 usage, 3 --timeout passed
 before any message arrived.`,
 		Example: `  pubsub sub 'chat/#'
   pubsub sub --json 'sensors/+/temperature' | jq .payload
   pubsub sub -C 1 -W 5s status/node1      # wait up to 5s for one message
+  pubsub sub --last 10 'sensors/#'        # the 10 newest stored, then live
+  pubsub sub --since 1h --json logs/app   # the last hour's stored messages, then live
   mosquitto_sub -h localhost -p 8080 -t 'chat/#'   # any MQTT client works too`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -59,6 +74,8 @@ before any message arrived.`,
 	fs.IntVarP(&opts.count, "count", "C", 0, "exit after this many messages (0: run until interrupted)")
 	fs.DurationVarP(&opts.timeout, "timeout", "W", 0, "exit after this long; exit code 3 if nothing arrived")
 	fs.BoolVar(&opts.persistent, "persistent", false, "keep the session (and queue QoS 1/2 messages) while away; needs --id")
+	fs.IntVar(&opts.last, "last", 0, "first replay the newest N stored messages of each filter")
+	fs.StringVar(&opts.since, "since", "", "first replay stored messages since DURATION ago (90m) or an RFC 3339 time")
 	return cmd
 }
 
@@ -95,6 +112,10 @@ func runSub(ctx context.Context, opts subOptions, streams Streams) error {
 	if opts.persistent && opts.client.clientID == "" {
 		return usageError("--persistent needs --id: the node finds the session by client id")
 	}
+	filters, err := historyFilters(opts.filters, opts.last, opts.since, time.Now())
+	if err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if opts.timeout > 0 {
@@ -110,19 +131,28 @@ func runSub(ctx context.Context, opts subOptions, streams Streams) error {
 		return err
 	}
 	defer c.Close()
-	subs := make([]client.Subscription, len(opts.filters))
-	for i, f := range opts.filters {
+	subs := make([]client.Subscription, len(filters))
+	for i, f := range filters {
 		subs[i] = client.Subscription{Filter: f, QoS: qos}
 	}
-	codes, err := c.Subscribe(ctx, subs...)
-	if err != nil {
-		return fmt.Errorf("subscribe: %w", err)
-	}
-	for i, code := range codes {
-		if code == mqtt.SubackFailure && i < len(opts.filters) {
-			return fmt.Errorf("subscribe %q: refused by the node (invalid filter, or the key does not allow it)", opts.filters[i])
+	// The node sends replayed history before the SUBACK, so messages are
+	// read while the subscription completes: waiting for the SUBACK first
+	// would stall once more history than the client buffers arrived.
+	subscribed := make(chan error, 1)
+	go func() {
+		codes, err := c.Subscribe(ctx, subs...)
+		if err != nil {
+			subscribed <- fmt.Errorf("subscribe: %w", err)
+			return
 		}
-	}
+		for i, code := range codes {
+			if code == mqtt.SubackFailure && i < len(opts.filters) {
+				subscribed <- fmt.Errorf("subscribe %q: refused by the node (invalid filter, or the key does not allow it)", opts.filters[i])
+				return
+			}
+		}
+		subscribed <- nil
+	}()
 
 	out := bufio.NewWriter(streams.Out)
 	defer out.Flush()
@@ -130,6 +160,11 @@ func runSub(ctx context.Context, opts subOptions, streams Streams) error {
 	received := 0
 	for {
 		select {
+		case err := <-subscribed:
+			if err != nil {
+				return err
+			}
+			subscribed = nil // done; a nil channel is never ready
 		case m, ok := <-c.Messages():
 			if !ok {
 				return fmt.Errorf("connection lost: %v", c.Err())
@@ -169,4 +204,61 @@ func runSub(ctx context.Context, opts subOptions, streams Streams) error {
 			return nil
 		}
 	}
+}
+
+// Emitter's window for option dates (emitter.md §2): the node ignores a
+// from/until outside it, which would replay the wrong thing silently.
+var (
+	minSince = time.Unix(1514764800, 0) // 2018-01-01
+	maxSince = time.Unix(3029529600, 0) // 2066-01-01
+)
+
+// historyFilters adds the options --last and --since ask for to each
+// filter (DESIGN §4): "a/#" with --last 5 becomes "a/#/?last=5".
+func historyFilters(filters []string, last int, since string, now time.Time) ([]string, error) {
+	if last < 0 || last > 1<<20 {
+		return nil, usageError("--last %d: must be between 1 and %d", last, 1<<20)
+	}
+	var from int64
+	if since != "" {
+		t, err := parseSince(since, now)
+		if err != nil {
+			return nil, err
+		}
+		from = t.Unix()
+	}
+	if last == 0 && from == 0 {
+		return filters, nil
+	}
+	out := make([]string, len(filters))
+	for i, f := range filters {
+		if last > 0 {
+			f = withTopicOption(f, "last", strconv.Itoa(last))
+		}
+		if from != 0 {
+			f = withTopicOption(f, "from", strconv.FormatInt(from, 10))
+		}
+		out[i] = f
+	}
+	return out, nil
+}
+
+// parseSince reads --since: a duration back from now or an RFC 3339 time.
+func parseSince(v string, now time.Time) (time.Time, error) {
+	var t time.Time
+	if d, err := time.ParseDuration(v); err == nil {
+		if d <= 0 {
+			return t, usageError("--since %s: must be a positive duration", v)
+		}
+		t = now.Add(-d)
+	} else if t, err = time.Parse(time.RFC3339, v); err != nil {
+		return t, usageError("--since %q: want a duration such as 90m or an RFC 3339 time such as 2024-05-01T12:00:00Z", v)
+	}
+	switch {
+	case t.After(now):
+		return t, usageError("--since %s: in the future", v)
+	case t.Before(minSince) || t.After(maxSince):
+		return t, usageError("--since %s: the node only accepts times from 2018 to 2066; use --last", v)
+	}
+	return t, nil
 }

@@ -55,6 +55,19 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 }
 
 func (m Model) updateKey(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
+	// bubbletea delivers letters typed in quick succession (or pasted, or
+	// key repeat) as one message with several runes; "ss" must cycle the
+	// sort twice, not be ignored. Handle each rune as its own key press.
+	if msg.Type == tea.KeyRunes && len(msg.Runes) > 1 && !msg.Paste {
+		var model tea.Model = m
+		var cmds []tea.Cmd
+		for _, r := range msg.Runes {
+			var cmd tea.Cmd
+			model, cmd = model.(Model).updateKey(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune{r}, Alt: msg.Alt})
+			cmds = append(cmds, cmd)
+		}
+		return model, tea.Batch(cmds...)
+	}
 	pageRows := max(1, m.layout().tableRows-1)
 	switch {
 	case key.Matches(msg, m.keys.Quit):

@@ -154,3 +154,15 @@ func TestProgram(t *testing.T) {
 	_ = typing.Close()
 	require.Equal(t, 1, final.(Model).Cluster().Len())
 }
+
+// TestBatchedRunes: letters typed quickly arrive as one message ("ss"); each
+// counts as a key press.
+func TestBatchedRunes(t *testing.T) {
+	m := runFixture(sized(120, 30), fixtureNodes, 2)
+	one := send(send(m, press("s")), press("s"))
+	both := send(m, tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("ss")})
+	require.Equal(t, one.sortBy, both.sortBy)
+	require.NotEqual(t, m.sortBy, both.sortBy)
+	sr := send(m, tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("sr")})
+	require.True(t, sr.reverse)
+}
