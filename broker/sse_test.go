@@ -36,10 +36,14 @@ type sseClient struct {
 }
 
 // sseRequest builds a stream request for pathAndQuery; it is cancelled when
-// the test ends, which also bounds every read.
+// the test ends. In a test that also bounds every read; a fuzz target's
+// stream lives as long as the fuzzing, whose per-input timeout bounds reads.
 func sseRequest(t testing.TB, srv *broker.Server, pathAndQuery string, h http.Header) *http.Request {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*opTimeout)
+	if _, fuzzing := t.(*testing.F); fuzzing {
+		ctx, cancel = context.WithCancel(context.Background())
+	}
 	t.Cleanup(cancel)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+srv.Addr().String()+pathAndQuery, nil)
 	require.NoError(t, err)
