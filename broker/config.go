@@ -114,6 +114,10 @@ type JSONRPCConfig struct {
 	// answers history (subscribe since, eventlog, SSE replay). Eventhub's
 	// enable_cache; on by default here.
 	EnableCache bool `yaml:"enable_cache"`
+	// RequestRate bounds the requests one JSON-RPC connection may make per
+	// second, with bursts of twice that (D8); requests past it get a
+	// -32000 error. 0 = no limit.
+	RequestRate int `yaml:"request_rate"`
 }
 
 // StatsConfig controls the node's figures (DESIGN §8).
@@ -208,6 +212,7 @@ func DefaultConfig() Config {
 			EnableSSE:        true,
 			EnableKVStore:    true,
 			EnableCache:      true,
+			RequestRate:      1000,
 		},
 	}
 }
@@ -467,6 +472,9 @@ func (c *Config) Validate() error {
 	if c.JSONRPC.PingInterval < 0 {
 		return bad("jsonrpc.ping_interval", "must be >= 0 (0 = no keepalive), got %s", c.JSONRPC.PingInterval)
 	}
+	if c.JSONRPC.RequestRate < 0 {
+		return bad("jsonrpc.request_rate", "must be >= 0 (0 = no limit), got %d", c.JSONRPC.RequestRate)
+	}
 	if c.JSONRPC.HandshakeTimeout <= 0 {
 		return bad("jsonrpc.handshake_timeout", "must be > 0, got %s", c.JSONRPC.HandshakeTimeout)
 	}
@@ -573,7 +581,12 @@ func (l *StringList) UnmarshalYAML(n *yaml.Node) error {
 type ByteSize int64
 
 // MarshalYAML prints the size in the largest exact binary unit.
-func (b ByteSize) MarshalYAML() (any, error) { return b.String(), nil }
+func (b ByteSize) MarshalYAML() (any, error) {
+	if str := b.String(); str[len(str)-1] == 'B' {
+		return str, nil
+	}
+	return int64(b), nil // a plain number, not the string "0"
+}
 
 func (b ByteSize) String() string {
 	for _, u := range []struct {

@@ -29,12 +29,6 @@ import (
 // JSON-RPC results reusing the subscribe request's id.
 const tagJSON uint8 = 2
 
-// rpcRate bounds requests per connection (D8): a flood from one socket gets
-// rate-limit errors instead of starving other clients.
-const (
-	rpcRate  = 1000
-	rpcBurst = 2000
-)
 
 // tokenFromRequest reads a key the way Eventhub does: the Authorization
 // header (raw, or "Bearer x" as a superset), else the auth query parameter.
@@ -209,7 +203,12 @@ func (rc *rpcConn) close() {
 }
 
 func (rc *rpcConn) readLoop() {
-	limiter := rate.NewLimiter(rpcRate, rpcBurst)
+	// D8: a flood from one socket gets rate-limit errors instead of
+	// starving other clients (jsonrpc.request_rate).
+	limiter := rate.NewLimiter(rate.Inf, 0)
+	if n := rc.srv.cfg.JSONRPC.RequestRate; n > 0 {
+		limiter = rate.NewLimiter(rate.Limit(n), 2*n)
+	}
 	for {
 		mt, frame, err := rc.ws.ReadMessage()
 		if err != nil {

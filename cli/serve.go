@@ -164,7 +164,10 @@ func runServe(ctx context.Context, opts serveOptions, streams Streams) error {
 	if cfg.NoAuth {
 		logger.Warn("AUTHENTICATION IS OFF: every client may publish and subscribe to everything (--no-auth); never run this on a reachable network")
 	}
-	fmt.Fprintf(streams.ErrOut, "pubsub %s listening on %s\n  try: pubsub sub '#'   and   pubsub pub hello world\n", "node", srv.Addr())
+	fmt.Fprintf(streams.ErrOut, "pubsub node %s listening on %s (MQTT, WebSocket, HTTP)\n", srv.NodeName(), srv.Addr())
+	if cfg.NoAuth {
+		fmt.Fprintf(streams.ErrOut, "  try: pubsub sub -s %s '#'   and   pubsub pub -s %s hello world\n", srv.Addr(), srv.Addr())
+	}
 	if addr := srv.TLSAddr(); addr != nil {
 		fmt.Fprintf(streams.ErrOut, "  tls on %s (mqtts, wss, https): pubsub sub --server tls://HOST:%s '#'\n", addr, portOf(addr.String()))
 	}
