@@ -76,7 +76,6 @@ type conn struct {
 	pending []*conn
 
 	cleanDisconnect atomic.Bool // DISCONNECT received: no will [MQTT-3.14.4-3]
-	kicked          atomic.Bool // closed by takeover or shutdown
 	closeReason     atomic.Pointer[string]
 }
 

@@ -29,7 +29,6 @@ import (
 // JSON-RPC results reusing the subscribe request's id.
 const tagJSON uint8 = 2
 
-
 // tokenFromRequest reads a key the way Eventhub does: the Authorization
 // header (raw, or "Bearer x" as a superset), else the auth query parameter.
 func tokenFromRequest(r *http.Request) string {

@@ -3,7 +3,6 @@ package broker
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -284,5 +283,3 @@ func (s *Server) httpHandler() http.Handler {
 	mux.HandleFunc("/", root)
 	return withCORS(withRawPaths(mux, root))
 }
-
-var errServerClosing = errors.New("server closing")
