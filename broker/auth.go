@@ -310,10 +310,21 @@ func (s *Server) keyEnforcer() {
 	defer s.wg.Done()
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	lastPrune := time.Now()
 	for {
 		select {
-		case <-t.C:
+		case now := <-t.C:
 			s.enforceKeys()
+			if now.Sub(lastPrune) >= time.Hour {
+				// A revoked key that has expired anyway needs no entry: keep
+				// revoked.json from growing without bound.
+				if n, err := s.revocations.Prune(now); err != nil {
+					s.log.Warn("revocation list not pruned", "err", err)
+				} else if n > 0 {
+					s.log.Info("pruned expired revocations", "removed", n)
+				}
+				lastPrune = now
+			}
 		case <-s.done:
 			return
 		}

@@ -393,14 +393,13 @@ func (r *benchRun) dialBench(ctx context.Context, name string) (*client.Client, 
 	if o.clientID != "" {
 		id = o.clientID + "-" + name
 	}
-	c, err := client.Dial(ctx, client.Options{
-		Server:         o.server,
-		ClientID:       id,
-		Username:       o.username,
-		Key:            o.key,
-		ConnectTimeout: o.timeout,
-		Buffer:         benchMessageBuffer,
-	})
+	copts, err := o.options(false)
+	if err != nil {
+		return nil, err
+	}
+	copts.ClientID = id
+	copts.Buffer = benchMessageBuffer
+	c, err := client.Dial(ctx, copts)
 	if err != nil {
 		return nil, fmt.Errorf("%s: connect to %s: %w", name, o.server, err)
 	}

@@ -2,7 +2,10 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -18,6 +21,8 @@ type clientOptions struct {
 	clientID string
 	username string
 	timeout  time.Duration
+	caFile   string
+	insecure bool
 }
 
 func (o *clientOptions) addFlags(fs *pflag.FlagSet, streams Streams) {
@@ -33,17 +38,54 @@ func (o *clientOptions) addFlags(fs *pflag.FlagSet, streams Streams) {
 	fs.StringVar(&o.clientID, "id", "", "MQTT client id (default: assigned by the node)")
 	fs.StringVarP(&o.username, "username", "u", "", "MQTT user name (the identity shown in presence)")
 	fs.DurationVar(&o.timeout, "connect-timeout", 10*time.Second, "how long to wait for the node to accept the connection")
+	fs.StringVar(&o.caFile, "ca", "", "PEM file of CAs to trust for tls:// and wss:// (default: the system's)")
+	fs.BoolVar(&o.insecure, "insecure", false, "do not verify the node's TLS certificate (testing only)")
 }
 
-func (o *clientOptions) dial(ctx context.Context, persistent bool) (*client.Client, error) {
-	c, err := client.Dial(ctx, client.Options{
+// tlsConfig builds the client TLS settings from --ca and --insecure; nil
+// means the defaults (system roots).
+func (o *clientOptions) tlsConfig() (*tls.Config, error) {
+	if o.caFile == "" && !o.insecure {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: o.insecure} //nolint:gosec // explicit --insecure
+	if o.caFile != "" {
+		pem, err := os.ReadFile(o.caFile)
+		if err != nil {
+			return nil, usageError("--ca: %v", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, usageError("--ca %s: no PEM certificates in it", o.caFile)
+		}
+		cfg.RootCAs = pool
+	}
+	return cfg, nil
+}
+
+// options turns the flags into client options (TLS from --ca/--insecure).
+func (o *clientOptions) options(persistent bool) (client.Options, error) {
+	tlsCfg, err := o.tlsConfig()
+	if err != nil {
+		return client.Options{}, err
+	}
+	return client.Options{
 		Server:         o.server,
 		ClientID:       o.clientID,
 		Username:       o.username,
 		Key:            o.key,
 		Persistent:     persistent,
 		ConnectTimeout: o.timeout,
-	})
+		TLSConfig:      tlsCfg,
+	}, nil
+}
+
+func (o *clientOptions) dial(ctx context.Context, persistent bool) (*client.Client, error) {
+	opts, err := o.options(persistent)
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.Dial(ctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", o.server, err)
 	}
