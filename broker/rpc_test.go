@@ -994,6 +994,29 @@ func TestOneTopicSpace(t *testing.T) {
 	require.Equal(t, "from http", sse.nextEvent().Data)
 }
 
+// Pushes carry any payload as a valid JSON string: quotes, backslashes and
+// control characters escaped, invalid UTF-8 as U+FFFD (as encoding/json
+// does), other characters as they are; the origin likewise.
+func TestRPCPushEscaping(t *testing.T) {
+	srv := startServer(t, func(c *broker.Config) { c.NoAuth = false })
+	all := keys.Claims{Read: []string{"#"}, Write: []string{"#"}}
+	reader := dialRPC(t, srv, "/", http.Header{"Authorization": {signKey(t, srv, all)}})
+	reader.subscribe("1", map[string]any{"topic": "esc/#"})
+	odd := all
+	odd.Subject = "a\"b\\c\x01\u2028ü"
+	mq, _ := connectPaho(t, pahoOptions(srv, transportTCP, "escaper").SetPassword(signKey(t, srv, odd)).SetUsername("u"))
+	payload := []byte("\"\\\x00\x1f\n\r\t<>&\u2028ü\xff\xfe✓")
+	publish(t, mq, "esc/t", 0, false, payload)
+	f := reader.frameFor("1")
+	require.True(t, json.Valid(f.raw), "%q", f.raw)
+	var p rpcPush
+	require.NoError(t, json.Unmarshal(f.Result, &p))
+	require.Equal(t, "\"\\\x00\x1f\n\r\t<>&\u2028ü\uFFFD\uFFFD✓", p.Message)
+	require.Equal(t, "esc/t", p.Topic)
+	require.NotNil(t, p.Origin)
+	require.Equal(t, odd.Subject, *p.Origin)
+}
+
 // ---------------------------------------------------------------- config
 
 // Eventhub's environment names, in either case (eventhub.md §8).

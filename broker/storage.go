@@ -7,10 +7,9 @@ import (
 	"hash/fnv"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/pubsub/pubsub/broker/jsonrpc"
 	"github.com/pubsub/pubsub/broker/mqtt"
@@ -447,7 +446,9 @@ func (rc *rpcConn) kv(method string, p map[string]json.RawMessage) (any, *jsonrp
 }
 
 // appendJSONForm renders the per-message part of a JSON-RPC push:
-// {"id":…,"message":…,"origin":…,"topic":…}} and a newline.
+// {"id":…,"message":…,"origin":…,"topic":…}} and a newline. It is built
+// once per message however many JSON-RPC and SSE subscribers get it, in the
+// encoder's reused buffer, without allocating.
 func (s *Server) appendJSONForm(enc *encoder) []byte {
 	if enc.hasJSON {
 		return enc.jsonForm
@@ -456,16 +457,61 @@ func (s *Server) appendJSONForm(enc *encoder) []byte {
 	b = append(b, `{"id":"`...)
 	b = s.msgID(enc).AppendText(b)
 	b = append(b, `","message":`...)
-	msg, _ := json.Marshal(string(enc.payload))
-	b = append(b, msg...)
+	b = appendJSONString(b, enc.payload)
 	if enc.origin != "" {
 		b = append(b, `,"origin":`...)
-		b = strconv.AppendQuote(b, strings.ToValidUTF8(enc.origin, ""))
+		b = appendJSONString(b, enc.origin)
 	}
 	b = append(b, `,"topic":`...)
-	tj, _ := json.Marshal(string(enc.topic))
-	b = append(b, tj...)
+	b = appendJSONString(b, enc.topic)
 	b = append(b, "}}\n"...)
 	enc.jsonForm, enc.hasJSON = b, true
 	return b
+}
+
+// appendJSONString appends s as a JSON string [RFC 8259 §7]: '"', '\\' and
+// control characters escaped, each byte of invalid UTF-8 replaced by U+FFFD
+// as encoding/json does, all else as is (Eventhub does not escape UTF-8
+// either, eventhub.md §2.1).
+func appendJSONString[T ~string | ~[]byte](b []byte, s T) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		// At most UTFMax bytes are converted, which stays on the stack.
+		r, size := utf8.DecodeRuneInString(string(s[i:min(i+utf8.UTFMax, len(s))]))
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
