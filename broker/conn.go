@@ -565,7 +565,10 @@ func (c *conn) tryWriteNow() {
 		c.omu.Unlock()
 		return
 	}
-	if err == nil && (werr == nil || errors.Is(werr, syscall.EAGAIN)) {
+	// EINTR: a non-blocking write can still sleep on the socket lock and be
+	// interrupted (the Go runtime preempts with signals); like EAGAIN it
+	// means "try again", which the flusher does.
+	if err == nil && (werr == nil || errors.Is(werr, syscall.EAGAIN) || errors.Is(werr, syscall.EINTR)) {
 		// The socket took part or nothing: the flusher finishes the job.
 		c.omu.Lock()
 		c.cur, c.curOff = buf, max(n, 0)
@@ -580,6 +583,10 @@ func (c *conn) tryWriteNow() {
 	c.writingLen = 0
 	putOutBuf(buf)
 	c.omu.Unlock()
+	if err == nil {
+		err = werr
+	}
+	c.srv.log.Debug("write failed", "client_id", c.clientID(), "remote", c.remote(), "err", err)
 	c.nc.Close()
 }
 
