@@ -72,7 +72,14 @@ func (c *conn) routePublish(p *mqtt.Publish) error {
 		return nil
 	}
 	c.enc.origin = c.origin
-	c.srv.publish(&c.enc, t, p.Payload, p.QoS, p.Retain, c.sess, noEcho)
+	// Keeping a retained message is storing it: the key needs 's', as for
+	// ttl= (Emitter's rule, and the HTTP API's). Without it the message is
+	// still delivered, just not kept.
+	retain := p.Retain
+	if retain && !c.srv.cfg.NoAuth && (cl == nil || !cl.CanStore(bytesView(t))) {
+		retain = false
+	}
+	c.srv.publish(&c.enc, t, p.Payload, p.QoS, retain, c.sess, noEcho)
 	// Stored after routing, before the caller's PUBACK: with storage.sync
 	// always the message is on disk when the client hears it was taken.
 	// ttl=N needs a key with 's' (Emitter stores silently otherwise).
@@ -82,7 +89,9 @@ func (c *conn) routePublish(p *mqtt.Publish) error {
 	if rec := c.srv.recordTTL(t); rec > ttl {
 		ttl = rec
 	}
-	if err := c.srv.storeMessage(&c.enc, t, p.Payload, p.QoS, c.sess.id, ttl); err != nil {
+	// The stored publisher is the key's subject, as in live JSON-RPC pushes
+	// (Eventhub's origin), so history and live messages agree.
+	if err := c.srv.storeMessage(&c.enc, t, p.Payload, p.QoS, c.origin, ttl); err != nil {
 		c.srv.log.Error("message not stored", "err", err)
 		if p.QoS > 0 {
 			// F6: no PUBACK for what was not kept; the client resends.
