@@ -35,6 +35,7 @@ func benchServer(b *testing.B, n int, filter string, qos byte) *Server {
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(func() { _ = s.Close() }) // stops the flushers it started
 	for i := 0; i < n; i++ {
 		c := &conn{srv: s, nc: discardConn{}, connected: true}
 		sess := newSession(s, "sub-"+strconv.Itoa(i), true)

@@ -25,11 +25,14 @@
 // acknowledged message to a crash or power loss.
 //
 // Sync = d > 0 (the configuration default is DefaultSyncInterval, 100 ms):
-// writes return once they are in pebble's write-ahead log in the page cache,
-// and a background syncer fsyncs the log every d while there were writes. A
-// process crash loses nothing (the OS still has the data); a power loss or
-// kernel crash loses at most the writes of the last interval — d plus the
-// time one fsync takes. Close fsyncs whatever is outstanding.
+// writes return once pebble has taken them into its write-ahead log, which
+// it writes out asynchronously, and a background syncer fsyncs the log
+// every d while there were writes. A crash of the process, the kernel or
+// the power loses at most the writes of about the last interval — d plus
+// the time one write-out and fsync take; the broker's crash test measured
+// 78–1,262 acknowledged messages lost at 27–58k msg/s with d = 100 ms (not
+// zero: log writes still in the process are lost with it). Close fsyncs
+// whatever is outstanding.
 //
 // # Integrity
 //
