@@ -37,6 +37,13 @@ func needsDialect(t []byte) bool {
 // Emitter-dialect clients (policy pinned in docs/keys.md, E11).
 func (c *conn) routePublish(p *mqtt.Publish) error {
 	t := p.Topic
+	if len(t) <= maxLinkName {
+		// A link name stands for its "KEY/channel/?opts" (links.go), read
+		// and authorised below as if the client had sent it.
+		if expanded := c.linkTopic(t); expanded != nil {
+			t = expanded
+		}
+	}
 	cl := c.claims.Load()
 	noEcho := false
 	emitter := false

@@ -198,6 +198,7 @@ func (s *Server) enforceKeys() {
 		}
 		return true
 	})
+	s.presence.dropExpired(now, s.revocations.IsRevoked)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, sess := range s.sessions {
@@ -219,6 +220,7 @@ func (sess *session) dropExpiredSubs(now time.Time) {
 			delete(sess.keyed, f)
 			delete(sess.subs, f)
 			sess.srv.trie.Unsubscribe(f, sess)
+			sess.srv.presence.notify(sess.conn.Load(), f, presenceUnsubscribe)
 		}
 	}
 }
@@ -246,6 +248,7 @@ func (sess *session) restrictTo(cl *keys.Claims) {
 		}
 		delete(sess.subs, f)
 		s.trie.Unsubscribe(f, sess)
+		s.presence.notify(sess.conn.Load(), f, presenceUnsubscribe)
 		droppedSubs++
 	}
 	if droppedSubs == 0 {

@@ -27,6 +27,7 @@ type conn struct {
 
 	// Set by the reading goroutine during CONNECT, read-only afterwards.
 	id        string // connection id (Emitter `me`, private channels)
+	username  string // CONNECT username: an identity shown by presence, never authority
 	origin    string // the CONNECT key's subject: JSON-RPC pushes' origin
 	sess      *session
 	connected bool
@@ -40,6 +41,7 @@ type conn struct {
 	// Only the reading goroutine touches these.
 	deadlineArmed time.Time               // when armKeepalive last set the read deadline
 	keyCache      map[string]*keys.Claims // verified Emitter-dialect keys
+	api           *emitterAPIState        // Emitter links; nil until used (links.go)
 	subScratch    []mqtt.Subscription
 	unsubScratch  [][]byte
 	codeScratch   []byte
@@ -304,6 +306,7 @@ func (c *conn) handleConnect(body []byte) error {
 		c.origin = cl.Subject
 	}
 	c.id = newConnID()
+	c.username = p.Username // before attach: a resumed session's presence events name it
 	c.srv.stats.AddConnectionsTotal(1)
 	c.keepalive = keepalive
 	// attach sets c.sess and queues CONNACK, then anything the session
@@ -764,6 +767,7 @@ func (c *conn) shutdown(readErr error) {
 	if !c.cleanDisconnect.Load() && c.will != nil && reason != reasonShutdown && !c.srv.closing.Load() {
 		c.srv.publishWill(c.sess, c.claims.Load(), c.will)
 	}
+	c.srv.presence.unwatchAll(c)
 	c.srv.detach(c)
 	if readErr != nil && !isQuietClose(readErr) {
 		c.srv.log.Debug("connection closed", "client_id", c.sess.id, "remote", c.remote(), "err", readErr, "reason", reason)

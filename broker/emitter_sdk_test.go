@@ -31,17 +31,19 @@ type sdkClient struct {
 
 // connectSDK connects an Emitter SDK client to n through a relay that
 // holds PUBACKs (see startPubackHold); it is disconnected when the test
-// ends. Auto-reconnect is off so a refused connection shows.
-func connectSDK(t *testing.T, n *keyNode, clientID string) *sdkClient {
+// ends. Auto-reconnect is off so a refused connection shows. opts are more
+// SDK options (emitter.WithUsername, or a func that sets a handler such as
+// OnPresence before the client connects, so no callback races the setter).
+func connectSDK(t *testing.T, n *keyNode, clientID string, opts ...func(*emitter.Client)) *sdkClient {
 	t.Helper()
 	c := &sdkClient{messages: make(chan emitter.Message, 64), errors: make(chan emitter.Error, 16)}
-	c.Client = emitter.NewClient(
-		emitter.WithBrokers("tcp://"+startPubackHold(t, n.srv.Addr().String())),
+	c.Client = emitter.NewClient(append([]func(*emitter.Client){
+		emitter.WithBrokers("tcp://" + startPubackHold(t, n.srv.Addr().String())),
 		emitter.WithClientID(clientID),
 		emitter.WithAutoReconnect(false),
 		emitter.WithConnectTimeout(opTimeout),
-		emitter.WithKeepAlive(30*time.Second),
-	)
+		emitter.WithKeepAlive(30 * time.Second),
+	}, opts...)...)
 	c.OnMessage(func(_ *emitter.Client, m emitter.Message) { c.messages <- m })
 	c.OnError(func(_ *emitter.Client, e emitter.Error) { c.errors <- e })
 	// The SDK's own timeout is 60 s; the connect bound is opTimeout.

@@ -20,7 +20,6 @@ const (
 	msgBadRequest   = "the request was invalid or cannot be otherwise served"
 	msgUnauthorized = "the security key provided is not authorized to perform this operation"
 	msgNotFound     = "the resource was not found"
-	msgNotImpl      = "the server either does not recognize the request method, or it lacks the ability to fulfill it"
 	msgBadTarget    = "channel should end with `/` for strict types or `/#/` for wildcards"
 )
 
@@ -40,11 +39,13 @@ func (c *conn) handleAPI(pt parsedTopic, raw string, p *mqtt.Publish) {
 	case "keyban":
 		c.apiKeyban(p.Payload, reply, fail)
 	case "me":
-		reply(map[string]any{"status": 200, "id": c.id, "links": map[string]string{}})
+		reply(map[string]any{"status": 200, "id": c.id, "links": c.linkChannels()})
 	case "history":
 		c.apiHistory(p.Payload, reply, fail)
-	case "presence", "link":
-		fail(501, msgNotImpl)
+	case "presence":
+		c.apiPresence(p.Payload, reply, fail)
+	case "link":
+		c.apiLink(p.Payload, reply, fail)
 	default:
 		fail(404, msgNotFound)
 	}

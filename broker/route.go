@@ -161,7 +161,8 @@ func (s *Server) subscribe(sess *session, filter string, qos byte, tag uint8, re
 	}
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
-	if _, exists := sess.subs[filter]; !exists {
+	_, exists := sess.subs[filter]
+	if !exists {
 		if max := s.cfg.Limits.MaxSubscriptions; max > 0 && len(sess.subs) >= max {
 			s.log.Debug("subscribe refused: limits.max_subscriptions", "client_id", sess.id)
 			return mqtt.SubackFailure, false
@@ -182,6 +183,10 @@ func (s *Server) subscribe(sess *session, filter string, qos byte, tag uint8, re
 	} else {
 		delete(sess.keyed, filter)
 	}
+	if !exists {
+		// Emitter presence: a replaced subscription is no change.
+		s.presence.notify(sess.conn.Load(), filter, presenceSubscribe)
+	}
 	return qos, true
 }
 
@@ -195,6 +200,7 @@ func (s *Server) unsubscribe(sess *session, filter string) {
 	delete(sess.keyed, filter)
 	sess.noteUnsubscribed(filter)
 	s.trie.Unsubscribe(filter, sess)
+	s.presence.notify(sess.conn.Load(), filter, presenceUnsubscribe)
 }
 
 // sendRetained sends the retained messages matching a new subscription,

@@ -32,6 +32,9 @@ type Server struct {
 	// saver writes persistent sessions to the store (sessionstore.go).
 	saver sessionSaver
 
+	// presence indexes Emitter presence watches (presence.go).
+	presence *presenceHub
+
 	rpcConns    sync.Map // *rpcConn -> struct{}
 	rpcUpgrader *websocket.Upgrader
 	sseConns    sync.Map // *sseStream -> struct{}: for keepalives and key expiry
@@ -88,6 +91,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		cfg:       cfg,
 		log:       logger,
 		trie:      topic.NewTrie[*session](0),
+		presence:  newPresenceHub(),
 		sessions:  make(map[string]*session),
 		done:      make(chan struct{}),
 		flushWork: make(chan *conn),

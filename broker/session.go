@@ -149,7 +149,12 @@ func (s *session) pumpLocked(via *conn) {
 func (s *session) resume(c *conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.conn.Store(c)
+	// Emitter presence: the subscriptions change hands, from the
+	// connection taken over (if it is still attached) to c.
+	if prev := s.conn.Swap(c); prev != nil && prev != c {
+		s.srv.presence.notifyAll(s, prev, presenceUnsubscribe)
+	}
+	s.srv.presence.notifyAll(s, c, presenceSubscribe)
 	s.offline = false
 	for _, m := range s.inflight {
 		if m.released {
@@ -269,6 +274,9 @@ func (s *Server) detach(c *conn) {
 	if !sess.conn.CompareAndSwap(c, nil) {
 		return // taken over: the session belongs to the new connection
 	}
+	// Emitter presence: the connection is gone from every channel, even
+	// when its persistent session keeps the subscriptions.
+	s.presence.left(sess, c)
 	if sess.clean {
 		if s.sessions[sess.id] == sess {
 			delete(s.sessions, sess.id)
@@ -282,6 +290,10 @@ func (s *Server) detach(c *conn) {
 func (s *Server) dropSessionLocked(sess *session) {
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
+	// A session dropped under a live connection (taken over by a clean
+	// one): that connection leaves its channels. On detach the connection
+	// is already unset and has reported itself (Server.detach).
+	s.presence.notifyAll(sess, sess.conn.Load(), presenceUnsubscribe)
 	for f := range sess.subs {
 		s.trie.Unsubscribe(f, sess)
 	}
