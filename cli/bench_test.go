@@ -19,7 +19,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-	"github.com/pubsub/pubsub/broker"
 	"github.com/pubsub/pubsub/broker/mqtt"
 )
 
@@ -27,18 +26,8 @@ import (
 // address; the node is closed when the test ends.
 func startBenchBroker(tb testing.TB) string {
 	tb.Helper()
-	cfg := broker.DefaultConfig()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.DataDir = tb.TempDir()
-	cfg.LogLevel = "error"
-	cfg.NoAuth = true
-	srv, err := broker.New(cfg, nil)
-	require.NoError(tb, err)
-	ln, err := net.Listen("tcp", cfg.Listen)
-	require.NoError(tb, err)
-	srv.Serve(ln)
-	tb.Cleanup(func() { _ = srv.Close() })
-	return ln.Addr().String()
+	_, addr := startTestNode(tb, "127.0.0.1:0", nil)
+	return addr
 }
 
 // verifyNoLeaks checks, after every other cleanup of t (the node's Close

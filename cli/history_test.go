@@ -8,15 +8,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/pubsub/pubsub/broker"
 )
 
 func TestWithTopicOption(t *testing.T) {
@@ -110,17 +107,8 @@ func FuzzParseSince(f *testing.F) {
 // storageNode is an in-process node with the memory store and no auth.
 func startStorageNode(t *testing.T) string {
 	t.Helper()
-	cfg := broker.DefaultConfig()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.DataDir = t.TempDir()
-	cfg.NoAuth = true
-	srv, err := broker.New(cfg, nil)
-	require.NoError(t, err)
-	ln, err := net.Listen("tcp", cfg.Listen)
-	require.NoError(t, err)
-	srv.Serve(ln)
-	t.Cleanup(func() { _ = srv.Close() })
-	return ln.Addr().String()
+	_, addr := startTestNode(t, "127.0.0.1:0", nil)
+	return addr
 }
 
 // runCLI runs `pubsub ARGS` through Execute, as main does.

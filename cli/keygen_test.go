@@ -75,21 +75,11 @@ type keysNode struct {
 
 func startKeysNode(t *testing.T) keysNode {
 	t.Helper()
-	cfg := broker.DefaultConfig()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.DataDir = t.TempDir()
-	cfg.LogLevel = "error"
-	cfg.NoAuth = false
-	srv, err := broker.New(cfg, nil)
-	require.NoError(t, err)
-	ln, err := net.Listen("tcp", cfg.Listen)
-	require.NoError(t, err)
-	srv.Serve(ln)
-	t.Cleanup(func() { _ = srv.Close() })
+	srv, addr := startTestNode(t, "127.0.0.1:0", func(c *broker.Config) { c.NoAuth = false })
 	master, err := srv.FreshMasterKey()
 	require.NoError(t, err)
 	require.NotEmpty(t, master, "a fresh data dir must yield a master key")
-	return keysNode{addr: ln.Addr().String(), srv: srv, master: master}
+	return keysNode{addr: addr, srv: srv, master: master}
 }
 
 func TestKeygenUsageErrors(t *testing.T) {
@@ -662,20 +652,11 @@ func BenchmarkDecodeKey(b *testing.B) {
 // in-process node: what a keygen or keyban through a node costs on top of
 // connecting.
 func BenchmarkRequestRoundTrip(b *testing.B) {
-	cfg := broker.DefaultConfig()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.DataDir = b.TempDir()
-	cfg.LogLevel = "error"
-	srv, err := broker.New(cfg, nil)
-	require.NoError(b, err)
-	ln, err := net.Listen("tcp", cfg.Listen)
-	require.NoError(b, err)
-	srv.Serve(ln)
-	b.Cleanup(func() { _ = srv.Close() })
+	srv, addr := startTestNode(b, "127.0.0.1:0", func(c *broker.Config) { c.NoAuth = false })
 	master, err := srv.FreshMasterKey()
 	require.NoError(b, err)
 	ctx := context.Background()
-	c, err := client.Dial(ctx, client.Options{Server: ln.Addr().String(), Key: master})
+	c, err := client.Dial(ctx, client.Options{Server: addr, Key: master})
 	require.NoError(b, err)
 	b.Cleanup(func() { _ = c.Close() })
 	b.ReportAllocs()

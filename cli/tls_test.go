@@ -59,6 +59,7 @@ func TestClientCommandsOverTLS(t *testing.T) {
 	cfg.TLS.Listen = "127.0.0.1:0"
 	cfg.TLS.CertPEM, cfg.TLS.KeyPEM = string(certPEM), string(keyPEM)
 	cfg.DataDir = t.TempDir()
+	cfg.LogLevel = "error"
 	cfg.NoAuth = true
 	srv, err := broker.New(cfg, nil)
 	require.NoError(t, err)

@@ -29,24 +29,13 @@ const statsTestInterval = 100 * time.Millisecond
 // calling the returned stop function.
 func startTopBroker(t *testing.T, addr string, configure func(*broker.Config)) (srv *broker.Server, listenAddr string, stop func()) {
 	t.Helper()
-	cfg := broker.DefaultConfig()
-	cfg.Listen = addr
-	cfg.DataDir = t.TempDir()
-	cfg.LogLevel = "error"
-	cfg.NoAuth = true
-	cfg.Stats.Interval = broker.Duration(statsTestInterval)
-	if configure != nil {
-		configure(&cfg)
-	}
-	srv, err := broker.New(cfg, nil)
-	require.NoError(t, err)
-	ln, err := net.Listen("tcp", addr)
-	require.NoError(t, err)
-	srv.Serve(ln)
-	var once sync.Once
-	stop = func() { once.Do(func() { _ = srv.Close() }) }
-	t.Cleanup(stop)
-	return srv, ln.Addr().String(), stop
+	srv, listenAddr = startTestNode(t, addr, func(cfg *broker.Config) {
+		cfg.Stats.Interval = broker.Duration(statsTestInterval)
+		if configure != nil {
+			configure(cfg)
+		}
+	})
+	return srv, listenAddr, func() { _ = srv.Close() }
 }
 
 // noEnv is an empty environment, so PUBSUB_* and NO_COLOR of the machine
