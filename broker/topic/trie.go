@@ -77,6 +77,52 @@ type Trie[S comparable] struct {
 
 	cacheEnabled bool       // immutable after NewTrie, read without the lock
 	empty        *Result[S] // the shared result of a topic nobody receives
+
+	interest InterestFunc // see OnInterest; guarded by mu
+}
+
+// InterestFunc is told when a filter gains its first subscription (present)
+// and when it loses its last one. A shared subscription counts toward its
+// inner filter. It is what a node tells its cluster peers it wants (DESIGN
+// §7): the set of filters, not who holds them.
+type InterestFunc func(filter string, present bool)
+
+// OnInterest installs fn. It is called with the trie's lock held, in the
+// order the changes happen, so it must be quick and must not call back into
+// the trie. Filters already subscribed are reported at once, as present.
+func (t *Trie[S]) OnInterest(fn InterestFunc) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.interest = fn
+	if fn == nil {
+		return
+	}
+	t.root.walkHolders("", func(filter string) { fn(filter, true) })
+}
+
+// holds reports whether any subscription ends at n.
+func (n *node[S]) holds() bool { return n.subs.len() > 0 || len(n.groups) > 0 }
+
+// walkHolders calls fn with the filter of every node holding a subscription.
+func (n *node[S]) walkHolders(prefix string, fn func(string)) {
+	if n.holds() {
+		fn(prefix)
+	}
+	visit := func(level string, c *node[S]) {
+		if c == nil {
+			return
+		}
+		p := level
+		if n.parent != nil || prefix != "" {
+			p = prefix + "/" + level
+		}
+		c.walkHolders(p, fn)
+	}
+	for level, c := range n.literals {
+		visit(level, c)
+	}
+	visit("+", n.plus)
+	visit("#", n.hash)
 }
 
 // NewTrie creates a trie whose match cache holds at most cacheSize concrete
@@ -112,6 +158,12 @@ func (t *Trie[S]) Subscribe(filter string, sub S, qos byte, tag uint8) (existed 
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n := t.root.descend(inner, true)
+	had := n.holds()
+	defer func() {
+		if !had && t.interest != nil && n.holds() {
+			t.interest(strings.Clone(inner), true)
+		}
+	}()
 	var changed bool
 	if shared {
 		i := n.group(group)
@@ -168,6 +220,9 @@ func (t *Trie[S]) Unsubscribe(filter string, sub S) bool {
 		}
 	} else if !n.subs.remove(sub) {
 		return false
+	}
+	if t.interest != nil && !n.holds() {
+		t.interest(strings.Clone(inner), false)
 	}
 	t.count--
 	t.gen++

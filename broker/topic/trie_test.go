@@ -605,3 +605,33 @@ func receives(r *Result[int], s int) bool {
 	}
 	return false
 }
+
+// TestOnInterest: the hook sees a filter when its first subscription
+// arrives and when its last one goes, shared subscriptions counting toward
+// their inner filter; filters present when the hook is installed are
+// reported at once.
+func TestOnInterest(t *testing.T) {
+	tr := NewTrie[int](0)
+	_, _ = tr.Subscribe("pre/x", 9, 0, 0)
+	var got []string
+	tr.OnInterest(func(f string, present bool) {
+		if present {
+			got = append(got, "+"+f)
+		} else {
+			got = append(got, "-"+f)
+		}
+	})
+	_, _ = tr.Subscribe("a/+", 1, 0, 0)
+	_, _ = tr.Subscribe("a/+", 2, 1, 0)          // second holder: no news
+	_, _ = tr.Subscribe("$share/g/a/+", 3, 0, 0) // shared, same inner filter
+	_, _ = tr.Subscribe("#", 1, 0, 0)
+	tr.Unsubscribe("a/+", 1)
+	tr.Unsubscribe("a/+", 2)
+	tr.Unsubscribe("$share/g/a/+", 3)
+	tr.Unsubscribe("#", 1)
+	tr.Unsubscribe("#", 1) // already gone: no news
+	want := []string{"+pre/x", "+a/+", "+#", "-a/+", "-#"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("interest events %v, want %v", got, want)
+	}
+}
