@@ -37,6 +37,7 @@ type Config struct {
 	Storage StorageConfig `yaml:"storage"`
 	TLS     TLSConfig     `yaml:"tls"`
 	JSONRPC JSONRPCConfig `yaml:"jsonrpc"`
+	Cluster ClusterConfig `yaml:"cluster"`
 
 	// Version is the build version, reported in stats; not configurable.
 	Version string `yaml:"-"`
@@ -67,6 +68,29 @@ type TLSConfig struct {
 	ACMECache string `yaml:"acme_cache"`
 	// ACMEEmail is given to the CA for expiry and problem notices; optional.
 	ACMEEmail string `yaml:"acme_email"`
+}
+
+// ClusterConfig joins the node to a cluster (DESIGN §7,
+// docs/clustering.md). Clustering is off while Listen is empty.
+type ClusterConfig struct {
+	// Listen is the gossip address, host:port (UDP and TCP), e.g. ":7946".
+	Listen string `yaml:"listen"`
+	// Advertise is the gossip address other nodes use, when it differs.
+	Advertise string `yaml:"advertise"`
+	// PeerListen is where peer links (the messages themselves) listen;
+	// default the gossip host with port 7947.
+	PeerListen string `yaml:"peer_listen"`
+	// Seed lists nodes to join, host:port; a DNS name stands for every
+	// address it resolves to (a Kubernetes headless service). Re-joined
+	// every rejoin_interval so partitions heal.
+	Seed StringList `yaml:"seed"`
+	// Passphrase encrypts gossip and authenticates peer links; every node
+	// needs the same one.
+	Passphrase string `yaml:"passphrase"`
+	// Label keeps clusters sharing a network apart.
+	Label string `yaml:"label"`
+	// RejoinInterval between re-joins of the seeds (default 30s).
+	RejoinInterval Duration `yaml:"rejoin_interval"`
 }
 
 // StorageConfig controls message history (DESIGN §6, docs/storage.md).

@@ -31,8 +31,14 @@ type encoder struct {
 	// The message's store id, minted on first use (s.msgID), and its
 	// JSON-RPC form (s.appendJSONForm). origin is the publisher's key
 	// subject; callers set it before publish and it is not reset.
-	id       store.ID
-	hasID    bool
+	id      store.ID
+	hasID   bool
+	next    store.ID // preset id for the next publish (see reset)
+	hasNext bool
+	// remote: the message came from a peer node, so it is not sent on
+	// (delivery between nodes is one hop, DESIGN §7).
+	remote   bool
+	peers    []string // scratch for the interested peers
 	jsonForm []byte
 	hasJSON  bool
 	origin   string
@@ -46,7 +52,11 @@ type wireForm struct {
 
 func (e *encoder) reset(t, payload []byte) {
 	e.topic, e.payload = t, payload
-	e.hasID, e.hasJSON = false, false
+	// An id chosen before the publish (a publisher's timestamp, or the id
+	// a peer node sent) becomes this message's id; otherwise one is minted
+	// on first use.
+	e.id, e.hasID = e.next, e.hasNext
+	e.hasNext, e.hasJSON = false, false
 	for i := range e.forms {
 		e.forms[i][0].have, e.forms[i][1].have = false, false
 	}
@@ -87,6 +97,11 @@ func (s *Server) publish(enc *encoder, t, payload []byte, qos byte, retain bool,
 		s.setRetained(enc, t, payload, qos)
 	}
 	res := s.trie.Match(t)
+	if s.cluster != nil && !enc.remote {
+		// Other nodes' subscribers first: their link writer runs in
+		// parallel with the local deliveries below.
+		s.toPeers(enc, t, payload, qos, retain)
+	}
 	if len(res.Subs) == 0 && len(res.Groups) == 0 {
 		return
 	}

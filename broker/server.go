@@ -14,6 +14,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/pubsub/pubsub/broker/cluster"
 	"github.com/pubsub/pubsub/broker/store"
 	"github.com/pubsub/pubsub/broker/topic"
 	"github.com/pubsub/pubsub/keys"
@@ -29,6 +30,8 @@ type Server struct {
 	trie  *topic.Trie[*session]
 	store store.Store
 	ids   *store.IDGenerator
+	// cluster is this node's cluster member; nil when clustering is off.
+	cluster *cluster.Node
 	// saver writes persistent sessions to the store (sessionstore.go).
 	saver sessionSaver
 
@@ -40,10 +43,6 @@ type Server struct {
 	sseConns    sync.Map // *sseStream -> struct{}: for keepalives and key expiry
 	// rateLimits counts publishes against Eventhub's rlimit claims.
 	rateLimits rateWindows
-	// presetIDs holds the ids of publishes that carry their own time
-	// (Eventhub's publish timestamp), by encoder; see msgID.
-	presetIDs    sync.Map // *encoder -> store.ID
-	presetActive atomic.Int32
 
 	mu        sync.Mutex // guards sessions; see LOCKS.md for the order
 	sessions  map[string]*session
@@ -109,6 +108,9 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("%w (docs/storage.md, \"Damage and recovery\", says what to do)", err)
 	}
 	s.restoreSessions()
+	if err := s.newClusterNode(); err != nil {
+		return nil, err
+	}
 	s.rpcUpgrader = s.newUpgrader(nil)
 	s.rpcUpgrader.HandshakeTimeout = time.Duration(cfg.JSONRPC.HandshakeTimeout)
 	tlsSrv, err := newTLSServer(cfg, logger)
@@ -130,6 +132,13 @@ func (s *Server) Start() error {
 	tlsLn, err := s.listenTLS()
 	if err != nil {
 		ln.Close()
+		return err
+	}
+	if err := s.startCluster(); err != nil {
+		ln.Close()
+		if tlsLn != nil {
+			tlsLn.Close()
+		}
 		return err
 	}
 	s.Serve(ln)
@@ -182,6 +191,7 @@ func (s *Server) Close() error {
 		return nil
 	}
 	close(s.done)
+	s.stopCluster()
 	for _, ln := range s.listeners {
 		_ = ln.Close()
 	}
@@ -268,6 +278,7 @@ func (s *Server) httpHandler() http.Handler {
 	mux.Handle("/metrics", s.metricsHandler())
 	mux.HandleFunc("/keygen", s.serveKeygen)
 	mux.HandleFunc("/api/publish", s.serveHTTPPublish)
+	mux.HandleFunc("/api/cluster/", s.serveClusterAPI)
 	root := func(w http.ResponseWriter, r *http.Request) {
 		// Eventhub routes on Accept before Upgrade (eventhub.md §1.1 #6).
 		if r.Header.Get("Accept") == "text/event-stream" {

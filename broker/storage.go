@@ -100,21 +100,9 @@ func (s *Server) expireLoop() {
 // use so a message that is neither stored nor pushed to JSON-RPC costs none.
 func (s *Server) msgID(enc *encoder) store.ID {
 	if !enc.hasID {
-		enc.id, enc.hasID = s.presetID(enc), true
+		enc.id, enc.hasID = s.ids.Next(), true
 	}
 	return enc.id
-}
-
-// presetID returns the id publishExternal chose for the message enc routes,
-// or a fresh one. The common case costs one atomic load: the table is only
-// read while a publish with its own timestamp is in flight.
-func (s *Server) presetID(enc *encoder) store.ID {
-	if s.presetActive.Load() > 0 {
-		if v, ok := s.presetIDs.Load(enc); ok {
-			return v.(store.ID)
-		}
-	}
-	return s.ids.Next()
 }
 
 // timestampedSeq numbers ids minted for a publisher-chosen time. Their
@@ -187,12 +175,7 @@ func (s *Server) publishExternal(p externalPublish) (store.ID, error) {
 	s.stats.AddMessagesIn(1)
 	s.stats.AddBytesIn(int64(len(p.payload)))
 	if !p.at.IsZero() {
-		s.presetIDs.Store(enc, s.timestampedID(p.at))
-		s.presetActive.Add(1)
-		defer func() {
-			s.presetIDs.Delete(enc)
-			s.presetActive.Add(-1)
-		}()
+		enc.next, enc.hasNext = s.timestampedID(p.at), true
 	}
 	t := []byte(p.topic)
 	s.publish(enc, t, p.payload, p.qos, p.retain, nil, false)

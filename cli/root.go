@@ -90,11 +90,12 @@ the terminal tools that drive and watch it.`,
 		return &exitError{code: ExitUsage, err: err}
 	})
 	root.AddCommand(
-		newServeCommand(streams),
+		newServeCommand(streams, info),
 		newPubCommand(streams),
 		newSubCommand(streams),
 		newVersionCommand(streams, info),
 		newCompletionCommand(streams),
+		newClusterCommand(streams),
 		newBenchCommand(streams),
 		newTopCommand(streams, runTop),
 		newKeygenCommand(streams),

@@ -19,6 +19,7 @@ import (
 )
 
 type serveOptions struct {
+	version     string // build version, reported in stats and cluster membership
 	configPath  string
 	printConfig bool
 	// overrides holds the flags the user set, by config key; flags win over
@@ -33,6 +34,8 @@ var serveFlags = []struct{ flag, key, usage string }{
 	{"node-name", "node_name", "this node's name in the cluster (default: host name)"},
 	{"log-level", "log_level", "debug, info, warn or error"},
 	{"log-format", "log_format", "auto (text on a terminal, JSON otherwise), text or json"},
+	{"cluster-listen", "cluster.listen", "gossip address (host:port) to cluster on; empty: single node (passphrase: PUBSUB_CLUSTER_PASSPHRASE)"},
+	{"cluster-seed", "cluster.seed", "nodes to join, comma-separated host:port (a DNS name may stand for many)"},
 	{"storage", "storage.provider", "message store: memory (lost on exit) or disk (DATA_DIR/store, survives restarts)"},
 	{"storage-sync", "storage.sync", `disk store durability: "always" (fsync before each PUBACK) or an interval such as 100ms`},
 	{"tls-listen", "tls.listen", "address for MQTT, WebSocket and HTTP over TLS (default :8443 once a certificate is set)"},
@@ -41,8 +44,8 @@ var serveFlags = []struct{ flag, key, usage string }{
 	{"tls-host", "tls.host", "DNS names to get certificates for over ACME (Let's Encrypt), comma-separated"},
 }
 
-func newServeCommand(streams Streams) *cobra.Command {
-	opts := serveOptions{overrides: map[string]string{}}
+func newServeCommand(streams Streams, info BuildInfo) *cobra.Command {
+	opts := serveOptions{overrides: map[string]string{}, version: info.Version}
 	var noAuth bool
 	flagValues := make([]string, len(serveFlags))
 	cmd := &cobra.Command{
@@ -120,6 +123,7 @@ func loadConfig(opts serveOptions, streams Streams) (broker.Config, error) {
 
 func runServe(ctx context.Context, opts serveOptions, streams Streams) error {
 	cfg, err := loadConfig(opts, streams)
+	cfg.Version = opts.version
 	if err != nil {
 		// A bad configuration is the caller's to fix, like a bad flag.
 		return &exitError{code: ExitUsage, err: err}

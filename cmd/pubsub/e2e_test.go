@@ -111,6 +111,7 @@ func startNodeWith(t *testing.T, dataDir string, args ...string) *node {
 		}
 		select {
 		case err := <-n.done:
+			n.done <- err // for the cleanup, which waits for the exit
 			t.Fatalf("node exited early: %v\n%s", err, n.stderr)
 		case <-time.After(20 * time.Millisecond):
 		}
