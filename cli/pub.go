@@ -100,6 +100,11 @@ func runPub(ctx context.Context, opts pubOptions, streams Streams) error {
 		defer f.Close()
 		in = f
 	}
+	if opts.client.key == "" && !looksLikeKeyTopic(opts.topic) && isTerminal(streams.ErrOut) {
+		// MQTT 3.1.1 has no negative PUBACK: a node with keys on takes the
+		// publish and drops it. Say so where a person will read it.
+		fmt.Fprintln(streams.ErrOut, "pubsub: no key given (--key or PUBSUB_KEY); a node with channel keys on accepts the connection but drops the message")
+	}
 	c, err := opts.client.dial(ctx, false)
 	if err != nil {
 		return err
@@ -171,4 +176,11 @@ func isTerminalReader(r io.Reader) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// looksLikeKeyTopic reports whether the topic carries its own key (the
+// Emitter dialect "KEY/channel/"), which makes --key unnecessary.
+func looksLikeKeyTopic(t string) bool {
+	first, _, _ := strings.Cut(t, "/")
+	return strings.Count(first, ".") == 2 && len(first) > 20
 }
