@@ -184,6 +184,16 @@ func (s *Server) Revoke(jti string, until time.Time) error {
 		return err
 	}
 	s.enforceKeys()
+	s.spreadRevocation(jti, until, true)
+	return nil
+}
+
+// Unrevoke lifts a revocation node-wide and, in a cluster, everywhere.
+func (s *Server) Unrevoke(jti string) error {
+	if err := s.revocations.Unrevoke(jti); err != nil {
+		return err
+	}
+	s.spreadRevocation(jti, time.Time{}, false)
 	return nil
 }
 

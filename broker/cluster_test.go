@@ -154,6 +154,23 @@ func TestClusterRoutesBetweenNodes(t *testing.T) {
 	resp2.Body.Close()
 	require.Equal(t, http.StatusForbidden, resp2.StatusCode)
 
+	// A key revoked on one node is refused on every node, and live
+	// connections with it end (DESIGN §5: revocation is cluster-wide).
+	victim := signKey(t, n1, keys.Claims{Perm: "rw", Read: []string{"#"}, Write: []string{"#"}})
+	vc := dialClient(t, n2, victim)
+	cl, err := n1.Keyring().Verify(victim)
+	require.NoError(t, err)
+	require.NoError(t, n1.Revoke(cl.ID, time.Time{}))
+	select {
+	case <-vc.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("connection with a key revoked on another node still open")
+	}
+	_, err = client.Dial(ctx, client.Options{Server: n3.Addr().String(), Key: victim})
+	var refused *client.ConnackError
+	require.ErrorAs(t, err, &refused)
+	require.Equal(t, byte(5), refused.Code)
+
 	// A node that leaves stops receiving interest lookups.
 	require.NoError(t, n3.Close())
 	waitFor(t, 10*time.Second, func() bool {

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
@@ -87,6 +88,9 @@ func (s *Server) startCluster() error {
 	}
 	if err := s.cluster.Start(); err != nil {
 		return fmt.Errorf("%w (cluster.listen %s, cluster.peer_listen %s)", err, s.cfg.Cluster.Listen, peerListen(s.cfg.Cluster))
+	}
+	if err := s.cluster.Handle(revokeQuery, s.applyRevocation); err != nil {
+		return err
 	}
 	s.trie.OnInterest(func(filter string, present bool) {
 		if present {
@@ -228,4 +232,52 @@ func (s *Server) serveClusterAPI(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeJSON(http.StatusNotFound, map[string]string{"error": "GET /api/cluster/members, POST /api/cluster/join, POST /api/cluster/leave"})
 	}
+}
+
+// revokeQuery is the cluster query that carries a revocation, so a key
+// revoked on one node is refused on every node at once (DESIGN §5).
+const revokeQuery = "revoke"
+
+type revocationMsg struct {
+	JTI     string    `json:"jti"`
+	Until   time.Time `json:"until"`
+	Revoked bool      `json:"revoked"`
+}
+
+// spreadRevocation tells every other node, with a deadline; nodes that miss
+// it (down, partitioned) do not learn it, which docs/clustering.md says.
+func (s *Server) spreadRevocation(jti string, until time.Time, revoked bool) {
+	if s.cluster == nil {
+		return
+	}
+	body, _ := json.Marshal(revocationMsg{JTI: jti, Until: until, Revoked: revoked})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	answers, err := s.cluster.Query(ctx, revokeQuery, body)
+	if err != nil {
+		s.log.Warn("revocation not spread to the cluster", "jti", jti, "err", err)
+		return
+	}
+	s.log.Info("revocation spread to the cluster", "jti", jti, "revoked", revoked, "nodes", len(answers))
+}
+
+// applyRevocation is the handler of revokeQuery on the receiving node.
+func (s *Server) applyRevocation(_ context.Context, body []byte) []byte {
+	var m revocationMsg
+	if err := json.Unmarshal(body, &m); err != nil || m.JTI == "" || len(m.JTI) > 256 {
+		return []byte("bad")
+	}
+	var err error
+	if m.Revoked {
+		if err = s.revocations.Revoke(m.JTI, m.Until); err == nil {
+			s.enforceKeys()
+		}
+	} else {
+		err = s.revocations.Unrevoke(m.JTI)
+	}
+	if err != nil {
+		s.log.Warn("revocation from a peer not saved", "jti", m.JTI, "err", err)
+		return []byte("error")
+	}
+	return []byte("ok")
 }

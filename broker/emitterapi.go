@@ -206,7 +206,7 @@ func (c *conn) apiKeyban(body []byte, reply func(map[string]any), fail func(int,
 	if req.Banned {
 		err = c.srv.Revoke(jti, until)
 	} else {
-		err = c.srv.revocations.Unrevoke(jti)
+		err = c.srv.Unrevoke(jti)
 	}
 	if err != nil {
 		c.srv.log.Error("revocation list not saved", "err", err)
