@@ -571,7 +571,13 @@ func (c *conn) tryWriteNow() {
 	// EINTR: a non-blocking write can still sleep on the socket lock and be
 	// interrupted (the Go runtime preempts with signals); like EAGAIN it
 	// means "try again", which the flusher does.
-	if err == nil && (werr == nil || errors.Is(werr, syscall.EAGAIN) || errors.Is(werr, syscall.EINTR)) {
+	// A deadline left over from the flusher's last blocking write makes
+	// RawConn.Write refuse before it tries; the flusher sets a fresh one.
+	stale := errors.Is(err, os.ErrDeadlineExceeded)
+	if stale || err == nil && (werr == nil || errors.Is(werr, syscall.EAGAIN) || errors.Is(werr, syscall.EINTR)) {
+		if stale {
+			n = 0
+		}
 		// The socket took part or nothing: the flusher finishes the job.
 		c.omu.Lock()
 		c.cur, c.curOff = buf, max(n, 0)
