@@ -478,17 +478,13 @@ type pendingAppend struct {
 }
 
 func (s *diskStore) Append(msgs []Message) error {
-	nowMs := s.nowMs()
-	pending := make([]pendingAppend, 0, len(msgs))
-	for i := range msgs {
-		m := msgs[i]
-		keep, err := s.opts.prepare(&m, nowMs)
-		if err != nil {
-			return err
-		}
-		if keep {
-			pending = append(pending, pendingAppend{msg: m, ref: ref{size: m.size(), expires: expiresMs(m.Expires), topic: m.Topic}})
-		}
+	kept, err := s.opts.prepareAll(msgs, s.nowMs())
+	if err != nil {
+		return err
+	}
+	pending := make([]pendingAppend, len(kept))
+	for i, m := range kept {
+		pending[i] = pendingAppend{msg: m, ref: ref{size: m.size(), expires: expiresMs(m.Expires), topic: m.Topic}}
 	}
 	if err := s.begin(); err != nil {
 		return err

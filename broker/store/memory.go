@@ -90,17 +90,9 @@ func copyMessage(m Message) Message {
 }
 
 func (s *memStore) Append(msgs []Message) error {
-	nowMs := s.nowMs()
-	prepared := make([]Message, 0, len(msgs))
-	for i := range msgs {
-		m := msgs[i]
-		keep, err := s.opts.prepare(&m, nowMs)
-		if err != nil {
-			return err
-		}
-		if keep {
-			prepared = append(prepared, m)
-		}
+	prepared, err := s.opts.prepareAll(msgs, s.nowMs())
+	if err != nil {
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

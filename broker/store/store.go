@@ -185,6 +185,23 @@ func (o *Options) normalize() error {
 
 // prepare validates m for storing in history and applies MaxTTL. It reports
 // keep=false for a message that is already expired.
+// prepareAll runs prepare over a batch, returning the messages to keep: a
+// batch is validated whole before either provider writes any of it.
+func (o *Options) prepareAll(msgs []Message, nowMs int64) ([]Message, error) {
+	kept := make([]Message, 0, len(msgs))
+	for i := range msgs {
+		m := msgs[i]
+		keep, err := o.prepare(&m, nowMs)
+		if err != nil {
+			return nil, err
+		}
+		if keep {
+			kept = append(kept, m)
+		}
+	}
+	return kept, nil
+}
+
 func (o *Options) prepare(m *Message, nowMs int64) (keep bool, err error) {
 	if err := validateMessage(m); err != nil {
 		return false, err
