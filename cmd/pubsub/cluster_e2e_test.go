@@ -18,10 +18,13 @@ func TestClusterWithTheBinary(t *testing.T) {
 	}
 	t.Setenv("PUBSUB_SECRET", strings.TrimSpace(out))
 	t.Setenv("PUBSUB_CLUSTER_PASSPHRASE", "e2e cluster")
+	// Peer links on any free port (advertised in gossip): a fixed
+	// "gossip port + 1" could be taken on a busy machine.
+	t.Setenv("PUBSUB_CLUSTER_PEER_LISTEN", "127.0.0.1:0")
 
-	g1, g2 := freePort(t), freePort(t)
+	g1 := freePort(t)
 	n1 := startNodeWith(t, t.TempDir(), "--node-name", "a", "--cluster-listen", g1)
-	n2 := startNodeWith(t, t.TempDir(), "--node-name", "b", "--cluster-listen", g2)
+	n2 := startNodeWith(t, t.TempDir(), "--node-name", "b", "--cluster-listen", "127.0.0.1:0")
 	// With PUBSUB_SECRET set no master key is printed; mint one offline.
 	master, stderr, code := run(t, 10*time.Second, "", binary, "keygen", "--perm", "m", "--read", "#", "--write", "#", "--ttl", "1h")
 	if code != 0 {
