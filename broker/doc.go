@@ -13,7 +13,7 @@
 //     with one non-blocking write; what the socket does not take goes to a
 //     shared pool of flusher goroutines (slow-consumer policy: pending bytes
 //     and write deadline). An idle connection holds one parked goroutine and
-//     a 512-byte read buffer (≈ 7.5 KiB RSS measured).
+//     a 512-byte read buffer (≈ 7.7 KiB RSS each, measured with 5,000 idle clients).
 //   - access.go, auth.go, dialect.go, emitterapi.go, presence.go, links.go:
 //     who may do what (channel keys, DESIGN §5), the Emitter dialect of
 //     topics and its emitter/<op>/ requests.
