@@ -402,6 +402,21 @@ func (s *diskStore) begin() error {
 	return nil
 }
 
+// beginWrite is begin plus the store's write lock, taken in that order;
+// endWrite releases both. Every mutating method brackets itself with them.
+func (s *diskStore) beginWrite() error {
+	if err := s.begin(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	return nil
+}
+
+func (s *diskStore) endWrite() {
+	s.mu.Unlock()
+	s.closeMu.RUnlock()
+}
+
 func (s *diskStore) nowMs() int64 { return s.opts.Now().UnixMilli() }
 
 // Key builders. Each appends to dst so callers can reuse a scratch buffer.
@@ -486,12 +501,10 @@ func (s *diskStore) Append(msgs []Message) error {
 	for i, m := range kept {
 		pending[i] = pendingAppend{msg: m, ref: ref{size: m.size(), expires: expiresMs(m.Expires), topic: m.Topic}}
 	}
-	if err := s.begin(); err != nil {
+	if err := s.beginWrite(); err != nil {
 		return err
 	}
-	defer s.closeMu.RUnlock()
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.endWrite()
 
 	// Drop IDs already stored or repeated within the batch, so counters
 	// stay exact and a retried batch is harmless.
@@ -833,12 +846,10 @@ func (s *diskStore) SetRetained(m Message) error {
 	if err := validateMessage(&m); err != nil {
 		return err
 	}
-	if err := s.begin(); err != nil {
+	if err := s.beginWrite(); err != nil {
 		return err
 	}
-	defer s.closeMu.RUnlock()
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.endWrite()
 	key := retainedKey(nil, m.Topic)
 	existed, err := s.exists(key)
 	if err != nil {
@@ -955,12 +966,10 @@ func (s *diskStore) KVSet(key string, value []byte, ttl time.Duration) error {
 	if ttl > 0 {
 		exp = uint64(max(s.opts.Now().Add(ttl).UnixMilli(), 1))
 	}
-	if err := s.begin(); err != nil {
+	if err := s.beginWrite(); err != nil {
 		return err
 	}
-	defer s.closeMu.RUnlock()
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.endWrite()
 	k := kvKey(nil, key)
 	existed, oldExp, err := s.kvPresence(k)
 	if err != nil {
@@ -1002,12 +1011,10 @@ func (s *diskStore) KVDelete(key string) (bool, error) {
 	if err := validateKey(key); err != nil {
 		return false, err
 	}
-	if err := s.begin(); err != nil {
+	if err := s.beginWrite(); err != nil {
 		return false, err
 	}
-	defer s.closeMu.RUnlock()
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.endWrite()
 	k := kvKey(nil, key)
 	existed, exp, err := s.kvPresence(k)
 	if err != nil || !existed {
@@ -1039,12 +1046,10 @@ func (s *diskStore) QueueAppend(client string, m Message, limit int) (int, error
 	if err := validateMessage(&m); err != nil {
 		return 0, err
 	}
-	if err := s.begin(); err != nil {
+	if err := s.beginWrite(); err != nil {
 		return 0, err
 	}
-	defer s.closeMu.RUnlock()
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.endWrite()
 	q := s.queues[client]
 	if q == nil {
 		q = &diskQueue{}
@@ -1151,12 +1156,10 @@ func (s *diskStore) QueueAck(client string, id ID) error {
 	if err := validateClient(client); err != nil {
 		return err
 	}
-	if err := s.begin(); err != nil {
+	if err := s.beginWrite(); err != nil {
 		return err
 	}
-	defer s.closeMu.RUnlock()
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.endWrite()
 	var found []byte
 	err := s.scan(queuePrefix(nil, client), func(k, v []byte) error {
 		m, err := decodeMessage(v)
@@ -1183,12 +1186,10 @@ func (s *diskStore) QueueDrop(client string) error {
 	if err := validateClient(client); err != nil {
 		return err
 	}
-	if err := s.begin(); err != nil {
+	if err := s.beginWrite(); err != nil {
 		return err
 	}
-	defer s.closeMu.RUnlock()
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.endWrite()
 	q := s.queues[client]
 	if q == nil {
 		return nil
@@ -1208,12 +1209,10 @@ func (s *diskStore) QueueDrop(client string) error {
 }
 
 func (s *diskStore) Expire(now time.Time) (int, error) {
-	if err := s.begin(); err != nil {
+	if err := s.beginWrite(); err != nil {
 		return 0, err
 	}
-	defer s.closeMu.RUnlock()
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.endWrite()
 	nowMs := uint64(max(now.UnixMilli(), 0))
 	b := s.db.NewBatch()
 	d := counterDelta{topics: make(map[string]int)}
